@@ -1,0 +1,429 @@
+"""From a parsed formula and a DataFrame to the model's matrices.
+
+``build_design`` is the only place where data meet the formula. It selects the
+complete cases (lme4's ``na.omit``), builds the response, the fixed-effects
+matrix X (through formulaic, whose ``ModelSpec`` is kept for new data), and one
+:class:`ReTerm` per random-effects term, sorted as lme4 sorts them (decreasing
+number of levels, ties in the order written). It also runs lme4's checks on the
+numbers of levels and random effects, and drops rank-deficient columns of X.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from .errors import DataError, DesignError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .formula import BarTerm, ParsedFormula
+
+__all__ = ["ReTerm", "Design", "build_design", "r_column_name"]
+
+
+@dataclass(frozen=True)
+class ReTerm:
+    """One random-effects term ``(expr | group)`` materialised on the data.
+
+    Attributes
+    ----------
+    group : str
+        The grouping factor's label (``"Subject"``, ``"cask:batch"``).
+    expr : str
+        The term's model formula as handed to formulaic (``"1 + Days"``).
+    cnames : tuple of str
+        Column names of the term's model matrix, lme4 style (``"(Intercept)"``, ``"Days"``).
+    levels : tuple of str
+        Labels of the grouping factor's levels present in the data, in order.
+    refs : ndarray of intp, shape (n,)
+        Level code of each observation.
+    z : ndarray of float64, shape (n, nc)
+        The term's model matrix (one row per observation).
+    correlated : bool
+        False for the pieces of an expanded ``||`` term.
+    spec : Any
+        formulaic ``ModelSpec`` of ``expr``, to rebuild ``z`` for new data.
+    """
+
+    group: str
+    factors: tuple[str, ...]
+    expr: str
+    cnames: tuple[str, ...]
+    levels: tuple[str, ...]
+    refs: NDArray[np.intp]
+    z: NDArray[np.float64]
+    correlated: bool = True
+    spec: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def nc(self) -> int:
+        """Number of columns (random effects per level)."""
+        return int(self.z.shape[1])
+
+    @property
+    def nl(self) -> int:
+        """Number of levels of the grouping factor."""
+        return len(self.levels)
+
+    @property
+    def q(self) -> int:
+        """Number of random effects of the term, ``nc * nl``."""
+        return self.nc * self.nl
+
+
+@dataclass(frozen=True)
+class Design:
+    """The model's data in matrix form, after missing-value removal.
+
+    Attributes
+    ----------
+    y : ndarray, shape (n,)
+        Response (the offset is not subtracted).
+    X : ndarray, shape (n, p)
+        Fixed-effects matrix with full column rank.
+    xnames : tuple of str
+        Names of X's columns (lme4 style).
+    reterms : tuple of ReTerm
+        Random-effects terms in lme4's order (decreasing number of levels).
+    weights, offset : ndarray or None
+        Prior weights and offset, one per observation, or None.
+    rows : ndarray of intp
+        Positions (0-based) in the caller's data of the rows used.
+    n_input : int
+        Number of rows of the caller's data.
+    dropped_columns : tuple of str
+        Columns of X removed as linearly dependent.
+    """
+
+    y: NDArray[np.float64]
+    X: NDArray[np.float64]
+    xnames: tuple[str, ...]
+    reterms: tuple[ReTerm, ...]
+    weights: NDArray[np.float64] | None = None
+    offset: NDArray[np.float64] | None = None
+    rows: NDArray[np.intp] | None = None
+    n_input: int = 0
+    response: str = "y"
+    dropped_columns: tuple[str, ...] = ()
+    x_spec: Any = field(default=None, repr=False, compare=False)
+    x_spec_columns: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        """Number of observations used."""
+        return int(self.y.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Number of fixed effects (rank of X)."""
+        return int(self.X.shape[1])
+
+
+_BRACKET = re.compile(r"\[(?:T\.)?([^\]]*)\]")
+
+
+def r_column_name(name: str) -> str:
+    """Translate a formulaic column name to the name lme4 gives it.
+
+    ``Intercept`` becomes ``(Intercept)`` and a dummy column ``f[T.b]`` or ``f[b]``
+    becomes ``fb``, so ``recipe[T.B]:temperature[T.185]`` reads
+    ``recipeB:temperature185`` as in R.
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    return _BRACKET.sub(lambda m: m.group(1), name)
+
+
+def _closest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _required_variables(expr: str, columns: list[str], what: str) -> list[str]:
+    """The data columns ``expr`` uses; a name that is not a column is an error."""
+    import formulaic
+
+    try:
+        needed = formulaic.Formula(expr).required_variables
+    except Exception as exc:  # formulaic raises several types for bad syntax
+        raise FormulaError(f"cannot read the {what} {expr!r}: {exc}") from None
+    out = []
+    for var in sorted(str(v) for v in needed):
+        if var not in columns:
+            raise DataError(f"variable {var!r} in the {what} {expr!r} is not a column of the data." + _closest(var, columns))
+        out.append(var)
+    return out
+
+
+def _vector_arg(value: Any, data: pd.DataFrame, what: str) -> tuple[NDArray[np.float64] | None, str | None]:
+    """Resolve a ``weights=``/``offset=`` argument to an array, or a column name."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise DataError(f"{what} column {value!r} is not in the data.{_closest(value, list(map(str, data.columns)))}")
+        col = data[value]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise DataError(f"{what} column {value!r} must be numeric, not {col.dtype}.")
+        return col.to_numpy(dtype=np.float64, na_value=np.nan), value
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be a column name or a numeric array.") from None
+    if arr.shape[0] != len(data):
+        raise DataError(f"{what} has length {arr.shape[0]} but the data have {len(data)} rows.")
+    return arr, None
+
+
+def _level_labels(values: pd.Series) -> tuple[NDArray[np.intp], list[str]]:
+    """Codes and labels of a grouping column, unused levels dropped (lme4's ``factor``)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.cat.remove_unused_categories()
+    else:
+        uniq = pd.unique(values.to_numpy())
+        try:
+            ordered = sorted(uniq)
+        except TypeError:
+            ordered = sorted(uniq, key=str)
+        cat = pd.Categorical(values.to_numpy(), categories=ordered)
+        cat = pd.Series(cat, index=values.index)
+    codes = np.asarray(cat.cat.codes, dtype=np.intp)
+    labels = [str(c) for c in cat.cat.categories]
+    return codes, labels
+
+
+def _grouping_factor(bar: BarTerm, data: pd.DataFrame) -> tuple[NDArray[np.intp], tuple[str, ...]]:
+    """Level codes and labels of ``bar.group``; interactions keep observed combinations only."""
+    codes_list = []
+    labels_list = []
+    for name in bar.factors:
+        codes, labels = _level_labels(data[name])
+        codes_list.append(codes)
+        labels_list.append(labels)
+    if len(codes_list) == 1:
+        return codes_list[0], tuple(labels_list[0])
+    # first factor varies slowest, as R's `a:b` does; unused combinations dropped
+    combined = np.zeros(len(data), dtype=np.int64)
+    for codes, labels in zip(codes_list, labels_list):
+        combined = combined * len(labels) + codes
+    uniq, refs = np.unique(combined, return_inverse=True)
+    out_labels = []
+    for value in uniq:
+        parts = []
+        for labels in reversed(labels_list):
+            value, rem = divmod(int(value), len(labels))
+            parts.append(labels[rem])
+        out_labels.append(":".join(reversed(parts)))
+    return refs.astype(np.intp), tuple(out_labels)
+
+
+def _materialise(expr: str, data: pd.DataFrame, what: str) -> Any:
+    import formulaic
+
+    try:
+        return formulaic.model_matrix(expr, data, na_action="ignore")
+    except Exception as exc:  # formulaic's own errors and errors of user transforms
+        raise DataError(f"cannot build the {what} {expr!r} from the data: {exc}") from None
+
+
+def _drop_rank_deficient(X: NDArray[np.float64], names: list[str]) -> tuple[NDArray[np.float64], list[str], list[str]]:
+    """Keep a maximal set of linearly independent columns, in their order (lme4's chkRank.drop.cols)."""
+    if X.shape[1] == 0:
+        return X, names, []
+    import scipy.linalg
+
+    _, r, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    tol = max(X.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0.0)
+    rank = int(np.sum(diag > tol * 1e3))
+    if rank == X.shape[1]:
+        return X, names, []
+    keep = np.sort(piv[:rank])
+    dropped = [names[i] for i in range(X.shape[1]) if i not in set(keep.tolist())]
+    return X[:, keep], [names[i] for i in keep], dropped
+
+
+def build_design(
+    parsed: ParsedFormula,
+    data: pd.DataFrame,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+) -> Design:
+    """Materialise ``parsed`` on ``data``.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula
+        The formula, from :func:`lmm.formula.parse_formula`.
+    data : pandas.DataFrame
+        The data; never modified.
+    weights, offset : str, array-like or None
+        Prior weights (residual variance ``sigma**2 / w``) and an offset added to
+        the linear predictor: a column name or one value per row of ``data``.
+
+    Returns
+    -------
+    Design
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}.")
+    if len(data) == 0:
+        raise DataError("data has no rows.")
+    if not parsed.bars:
+        raise FormulaError(
+            f"no random-effects terms in {parsed.formula!r}: add a term such as (1 | group), "
+            "or fit a linear model instead."
+        )
+    columns = [str(c) for c in data.columns]
+    used: list[str] = []
+    for expr, what in [(parsed.response, "response"), (parsed.fixed, "fixed-effects formula")]:
+        used += _required_variables(expr, columns, what)
+    for bar in parsed.bars:
+        used += _required_variables(bar.expr, columns, f"random-effects term ({bar.expr} | {bar.group})")
+        for name in bar.factors:
+            if name not in columns:
+                raise DataError(
+                    f"grouping factor {name!r} of the term ({bar.expr} | {bar.group}) is not a column of the data."
+                    + _closest(name, columns)
+                )
+            used.append(name)
+    used = list(dict.fromkeys(used))
+
+    w_all, w_col = _vector_arg(weights, data, "weights")
+    o_all, o_col = _vector_arg(offset, data, "offset")
+    frame = data.loc[:, used] if used else pd.DataFrame(index=data.index)
+    complete = ~frame.isna().any(axis=1).to_numpy()
+    for arr in (w_all, o_all):
+        if arr is not None:
+            complete &= ~np.isnan(arr)
+    n_input = len(data)
+    rows = np.flatnonzero(complete)
+    if rows.size == 0:
+        raise DataError("every row has a missing value in a model variable; nothing is left to fit.")
+    if rows.size < n_input:
+        warnings.warn(
+            f"{n_input - rows.size} of {n_input} rows dropped for missing values in the model's variables "
+            f"({', '.join(c for c in used if frame[c].isna().any()) or 'weights/offset'}).",
+            MissingDataWarning,
+            stacklevel=3,
+        )
+    sub = data.iloc[rows].reset_index(drop=True)
+
+    y = _response(parsed, sub)
+    mm = _materialise(parsed.fixed, sub, "fixed-effects formula")
+    x_spec = mm.model_spec
+    x_spec_columns = tuple(str(c) for c in mm.columns)
+    X = np.asarray(mm, dtype=np.float64)
+    xnames = [r_column_name(c) for c in x_spec_columns]
+    if not np.all(np.isfinite(X)):
+        bad = [xnames[j] for j in range(X.shape[1]) if not np.all(np.isfinite(X[:, j]))]
+        raise DataError(f"the fixed-effects columns {bad} have non-finite values.")
+    X, xnames, dropped = _drop_rank_deficient(X, xnames)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient: dropping {len(dropped)} column(s) {dropped}. "
+            "Remove the redundant terms from the formula to silence this.",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+
+    n = sub.shape[0]
+    reterms = [_reterm(bar, sub) for bar in parsed.bars]
+    order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nl)
+    reterms = [reterms[i] for i in order]
+    _check_levels(reterms, n)
+
+    w = w_all[rows] if w_all is not None else None
+    if w is not None:
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise DataError("weights must be finite and non-negative.")
+        if not np.any(w > 0):
+            raise DataError("weights are zero everywhere.")
+        if np.any(w == 0):
+            raise DataError("zero weights are not supported: drop those rows instead.")
+    o = o_all[rows] if o_all is not None else None
+    if o is not None and not np.all(np.isfinite(o)):
+        raise DataError("offset must be finite.")
+    del w_col, o_col
+    return Design(
+        y=y,
+        X=np.ascontiguousarray(X),
+        xnames=tuple(xnames),
+        reterms=tuple(reterms),
+        weights=w,
+        offset=o,
+        rows=rows.astype(np.intp),
+        n_input=n_input,
+        response=parsed.response,
+        dropped_columns=tuple(dropped),
+        x_spec=x_spec,
+        x_spec_columns=x_spec_columns,
+    )
+
+
+def _response(parsed: ParsedFormula, sub: pd.DataFrame) -> NDArray[np.float64]:
+    name = parsed.response
+    if name in sub.columns:
+        col = sub[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise DataError(f"the response {name!r} must be numeric, not {col.dtype}.")
+        y = col.to_numpy(dtype=np.float64)
+    else:
+        mm = _materialise(name, sub, "response")
+        arr = np.asarray(mm, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise DataError(f"the response {name!r} must be a single numeric column.")
+        y = arr[:, 1] if mm.model_spec.column_names[0] == "Intercept" else arr[:, 0]
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"the response {name!r} has infinite or undefined values.")
+    return np.ascontiguousarray(y)
+
+
+def _reterm(bar: BarTerm, sub: pd.DataFrame) -> ReTerm:
+    mm = _materialise(bar.expr, sub, f"random-effects term ({bar.expr} | {bar.group})")
+    z = np.asarray(mm, dtype=np.float64)
+    if z.shape[1] == 0:
+        raise DesignError(f"the random-effects term ({bar.expr} | {bar.group}) has no columns.")
+    if not np.all(np.isfinite(z)):
+        raise DataError(f"the random-effects term ({bar.expr} | {bar.group}) has non-finite values.")
+    refs, levels = _grouping_factor(bar, sub)
+    cnames = tuple(r_column_name(str(c)) for c in mm.columns)
+    return ReTerm(
+        group=bar.group,
+        factors=bar.factors,
+        expr=bar.expr,
+        cnames=cnames,
+        levels=levels,
+        refs=refs,
+        z=np.ascontiguousarray(z),
+        correlated=bar.correlated,
+        spec=mm.model_spec,
+    )
+
+
+def _check_levels(reterms: list[ReTerm], n: int) -> None:
+    """lme4's checkNlevels and checkZdims."""
+    for t in reterms:
+        if t.nl < 2:
+            raise DesignError(
+                f"grouping factor {t.group!r} has {t.nl} level in the data; it needs at least 2 "
+                "(a random effect for a single group is not identifiable)."
+            )
+        if t.nl >= n:
+            raise DesignError(
+                f"grouping factor {t.group!r} has {t.nl} levels for {n} observations; the number of levels "
+                "must be less than the number of observations (the random effects would be confounded "
+                "with the residual)."
+            )
+        if t.q >= n:
+            raise DesignError(
+                f"the term ({t.expr} | {t.group}) has {t.q} random effects for {n} observations; "
+                "the random-effects parameters and the residual variance are probably unidentifiable. "
+                "Simplify the term."
+            )

@@ -1,0 +1,244 @@
+"""Bounded minimisation of the profiled objective over θ.
+
+Models whose random-effects terms are all scalar have an exact gradient of the
+profiled objective (see :meth:`lmm.blocked.BlockedSystem.objective_and_gradient`)
+and are fitted by L-BFGS-B; the others by BOBYQA (Powell's bound-constrained
+quadratic-model method, through NLopt), the algorithm lme4 uses by default. A fit that ends on
+the boundary is restarted from other points (the start, the boundary point with
+its zero diagonal elements moved away from zero, and with Nelder–Mead from the
+start), because a boundary end point is where lme4's own fits stop short of the
+optimum; the best point found is kept and every run is recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["OptSummary", "optimize_theta", "FTOL_ABS", "XTOL_REL", "LBFGSB_FTOL", "LBFGSB_GTOL", "BOUNDARY_TOL"]
+
+FTOL_ABS = 1e-10
+"""Absolute tolerance on the objective between BOBYQA iterations."""
+
+XTOL_REL = 1e-9
+"""Relative tolerance on θ between BOBYQA iterations."""
+
+LBFGSB_FTOL = 1e-12
+"""Relative reduction of the objective at which L-BFGS-B stops."""
+
+LBFGSB_GTOL = 1e-6
+"""Largest projected gradient element at which L-BFGS-B stops."""
+
+BOUNDARY_TOL = 1e-4
+"""A diagonal element of θ below this is on the boundary (lme4's ``isSingular`` tolerance)."""
+
+
+@dataclass(frozen=True)
+class OptSummary:
+    """What the optimiser did.
+
+    Attributes
+    ----------
+    method : str
+        Optimiser of the run that gave the final point.
+    initial, final : ndarray
+        Start point and final θ.
+    fmin : float
+        Objective at ``final``.
+    feval : int
+        Objective evaluations over all runs (restarts included).
+    converged : bool
+        Whether the run that gave ``final`` met its stopping criteria.
+    message : str
+        The optimiser's own message for that run.
+    restarts : tuple of (str, float)
+        Each run after the first: what it started from and the objective it reached.
+    seconds : float
+        Wall time of the optimisation.
+    """
+
+    method: str
+    initial: NDArray[np.float64]
+    final: NDArray[np.float64]
+    fmin: float
+    feval: int
+    converged: bool
+    message: str
+    restarts: tuple[tuple[str, float], ...] = ()
+    seconds: float = 0.0
+    fitlog: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+
+    def __str__(self) -> str:
+        lines = [
+            f"optimizer:   {self.method}",
+            f"evaluations: {self.feval}",
+            f"converged:   {self.converged} ({self.message})",
+            f"objective:   {self.fmin:.10g}",
+            f"theta:       {np.array2string(self.final, precision=6)}",
+        ]
+        for what, value in self.restarts:
+            lines.append(f"restart:     from {what}: {value:.10g}")
+        return "\n".join(lines)
+
+
+_NLOPT_MESSAGES = {
+    1: "success",
+    2: "stopval reached",
+    3: "ftol reached",
+    4: "xtol reached",
+    5: "maxeval reached",
+    6: "maxtime reached",
+}
+
+
+def _bobyqa(f: Callable[[NDArray[np.float64]], float], x0: NDArray[np.float64], lower: NDArray[np.float64], maxeval: int) -> tuple[NDArray[np.float64], float, bool, str]:
+    import nlopt
+
+    n = x0.size
+    opt = nlopt.opt(nlopt.LN_BOBYQA, n)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_min_objective(lambda x, grad: f(x))
+    opt.set_ftol_abs(FTOL_ABS)
+    opt.set_xtol_rel(XTOL_REL)
+    opt.set_maxeval(maxeval)
+    step = np.where(np.abs(x0) > 0, 0.2 * np.abs(x0), 0.1)
+    opt.set_initial_step(np.maximum(step, 0.05))
+    try:
+        x = opt.optimize(np.maximum(x0, np.where(np.isfinite(lower), lower, -np.inf)))
+        code = opt.last_optimize_result()
+    except (RuntimeError, ValueError) as exc:  # nlopt's roundoff-limited and failure results
+        return np.asarray(x0), math.inf, False, f"BOBYQA failed: {exc}"
+    fval = opt.last_optimum_value()
+    return np.asarray(x), float(fval), 1 <= code <= 4, _NLOPT_MESSAGES.get(code, f"nlopt code {code}")
+
+
+def _nelder_mead(f: Callable[[NDArray[np.float64]], float], x0: NDArray[np.float64], lower: NDArray[np.float64], maxeval: int) -> tuple[NDArray[np.float64], float, bool, str]:
+    from scipy.optimize import Bounds, minimize
+
+    bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf))
+    res = minimize(f, x0, method="Nelder-Mead", bounds=bounds, options={"xatol": 1e-10, "fatol": 1e-12, "maxfev": maxeval})
+    return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
+
+
+def _lbfgsb(
+    fg: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]],
+    x0: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    maxeval: int,
+) -> tuple[NDArray[np.float64], float, bool, str]:
+    from scipy.optimize import Bounds, minimize
+
+    bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf))
+    res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL, "maxfun": maxeval})
+    return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
+
+
+def optimize_theta(
+    objective: Callable[[NDArray[np.float64]], float],
+    theta0: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    *,
+    gradient: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]] | None = None,
+    maxeval: int = 10_000,
+    restart_on_boundary: bool = True,
+) -> OptSummary:
+    """Minimise ``objective`` over θ ≥ ``lower`` starting from ``theta0``.
+
+    Parameters
+    ----------
+    objective : callable
+        θ ↦ profiled objective (``inf`` where undefined).
+    theta0, lower : ndarray
+        Start point and lower bounds (``-inf`` for unbounded elements).
+    maxeval : int
+        Evaluation budget of each run.
+    gradient : callable, optional
+        θ ↦ (objective, gradient). When given, the first run is L-BFGS-B with
+        this exact gradient instead of BOBYQA.
+    restart_on_boundary : bool
+        Restart from other points when the first run ends on the boundary.
+
+    Returns
+    -------
+    OptSummary
+    """
+    t0 = time.perf_counter()
+    count = [0]
+    log: list[tuple[float, ...]] = []
+
+    def f(x: NDArray[np.float64]) -> float:
+        count[0] += 1
+        val = objective(x)
+        log.append((*x.tolist(), val))
+        return val if math.isfinite(val) else 1e300
+
+    def fg(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        assert gradient is not None
+        count[0] += 1
+        val, grad = gradient(x)
+        log.append((*x.tolist(), val))
+        if not math.isfinite(val) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(x)
+        return val, grad
+
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.float64)
+    if gradient is not None:
+        x, fx, ok, msg = _lbfgsb(fg, theta0, lower, maxeval)
+        method = "L-BFGS-B (exact gradient)"
+    else:
+        x, fx, ok, msg = _bobyqa(f, theta0, lower, maxeval)
+        method = "BOBYQA"
+    if not math.isfinite(fx) or fx >= 1e300:
+        from .errors import FitError
+
+        raise FitError("the objective is not finite at any value of theta tried; check the data for degenerate columns.")
+    restarts: list[tuple[str, float]] = []
+    diag = np.isfinite(lower)
+    on_boundary = bool(np.any(diag & (x <= lower + BOUNDARY_TOL)))
+    if restart_on_boundary and (on_boundary or not ok):
+        starts = []
+        if on_boundary:
+            moved = x.copy()
+            moved[diag & (x <= lower + BOUNDARY_TOL)] = 1.0
+            starts.append(("the boundary point with zero diagonal elements set to 1", "BOBYQA", moved))
+            starts.append(("the initial point", "Nelder-Mead", theta0))
+        else:
+            starts.append(("the best point", "BOBYQA", x))
+        for what, how, start in starts:
+            run = _bobyqa if how == "BOBYQA" else _nelder_mead
+            x2, f2, ok2, msg2 = run(f, start, lower, maxeval)
+            if how == "Nelder-Mead" and f2 < fx:
+                # polish the Nelder-Mead end point with BOBYQA
+                x3, f3, ok3, msg3 = _bobyqa(f, x2, lower, maxeval)
+                if f3 <= f2:
+                    x2, f2, ok2, msg2 = x3, f3, ok3, msg3
+                    how = "Nelder-Mead, then BOBYQA"
+            restarts.append((f"{what} ({how})", f2))
+            if f2 < fx - 1e-10:
+                x, fx, ok, msg, method = x2, f2, ok2, msg2, how
+    # tiny diagonal elements that do not matter are set to exactly zero
+    small = diag & (x > lower) & (x < 1e-5)
+    if np.any(small):
+        x_zero = x.copy()
+        x_zero[small] = 0.0
+        f_zero = f(x_zero)
+        if f_zero <= fx:
+            x, fx = x_zero, f_zero
+    return OptSummary(
+        method=method,
+        initial=theta0,
+        final=x,
+        fmin=fx,
+        feval=count[0],
+        converged=ok,
+        message=msg,
+        restarts=tuple(restarts),
+        seconds=time.perf_counter() - t0,
+        fitlog=tuple(log),
+    )

@@ -1,0 +1,355 @@
+"""The fitted model: estimates and lme4's extractors as pandas objects.
+
+:class:`LmmResult` is a frozen value built by :meth:`lmm.LinearMixedModel.fit`
+from plain arrays; it never refers back to the model. The R vocabulary
+(``fixef``, ``ranef``, ``varcorr``, ``vcov``, ``loglik``…) lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from .optimize import BOUNDARY_TOL, OptSummary
+
+if TYPE_CHECKING:
+    from .summary import Summary
+
+__all__ = ["TermInfo", "VarCorr", "VarCorrComponent", "LmmResult"]
+
+
+@dataclass(frozen=True)
+class TermInfo:
+    """The layout of one random-effects term, without its data.
+
+    Attributes
+    ----------
+    name : str
+        lme4's component name (``"Subject"``, ``"Subject.1"`` for a second term on the same factor).
+    group : str
+        Grouping factor label.
+    cnames : tuple of str
+        Column names of the term.
+    levels : tuple of str
+        Levels of the grouping factor.
+    offset : int
+        Position of the term's first random effect in ``b``.
+    """
+
+    name: str
+    group: str
+    cnames: tuple[str, ...]
+    levels: tuple[str, ...]
+    offset: int
+
+    @property
+    def nc(self) -> int:
+        """Columns of the term."""
+        return len(self.cnames)
+
+    @property
+    def nl(self) -> int:
+        """Levels of the grouping factor."""
+        return len(self.levels)
+
+
+@dataclass(frozen=True)
+class VarCorrComponent:
+    """Standard deviations and correlations of one random-effects term."""
+
+    name: str
+    group: str
+    cnames: tuple[str, ...]
+    cov: NDArray[np.float64]
+
+    @property
+    def sd(self) -> NDArray[np.float64]:
+        """Standard deviations of the term's random effects."""
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def corr(self) -> NDArray[np.float64]:
+        """Correlation matrix (NaN where a standard deviation is zero, as in lme4)."""
+        sd = self.sd
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = self.cov / np.outer(sd, sd)
+        np.fill_diagonal(c, 1.0)
+        return c
+
+
+@dataclass(frozen=True)
+class VarCorr:
+    """Variance components (lme4's ``VarCorr``)."""
+
+    components: tuple[VarCorrComponent, ...]
+    residual_sd: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: columns grp, var1, var2, vcov, sdcor.
+
+        One row per variance, then per covariance (lower triangle, column by
+        column), for each term; the residual row last. ``var2`` is missing on
+        variance rows.
+        """
+        rows: list[tuple[str, Any, Any, float, float]] = []
+        for c in self.components:
+            sd, corr = c.sd, c.corr
+            for i, name in enumerate(c.cnames):
+                rows.append((c.name, name, None, float(c.cov[i, i]), float(sd[i])))
+            for j in range(c.cov.shape[0]):
+                for i in range(j + 1, c.cov.shape[0]):
+                    rows.append((c.name, c.cnames[j], c.cnames[i], float(c.cov[i, j]), float(corr[i, j])))
+        rows.append(("Residual", None, None, self.residual_sd**2, self.residual_sd))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def __str__(self) -> str:
+        from .summary import format_varcorr
+
+        return format_varcorr(self)
+
+
+@dataclass(frozen=True)
+class LmmResult:
+    """A fitted linear mixed model.
+
+    Attributes
+    ----------
+    theta : ndarray
+        Relative covariance parameters at the optimum (lme4's θ).
+    beta : ndarray
+        Fixed effects.
+    sigma : float
+        Residual standard deviation.
+    b, u : ndarray
+        Random effects (conditional modes) and their spherical form, ``b = Λθ u``.
+    objective : float
+        REML criterion (``reml=True``) or deviance, at the optimum.
+    reml : bool
+        Whether the REML criterion was minimised.
+    opt : OptSummary
+        What the optimiser did.
+    """
+
+    theta: NDArray[np.float64]
+    beta: NDArray[np.float64]
+    sigma: float
+    b: NDArray[np.float64]
+    u: NDArray[np.float64]
+    objective: float
+    reml: bool
+    nobs: int
+    xnames: tuple[str, ...]
+    vcov_matrix: NDArray[np.float64]
+    terms: tuple[TermInfo, ...]
+    theta_names: tuple[str, ...]
+    lower: NDArray[np.float64]
+    opt: OptSummary
+    ldL2: float
+    ldRX2: float
+    pwrss: float
+    ldW: float
+    fitted_values: NDArray[np.float64] = field(repr=False)
+    y: NDArray[np.float64] = field(repr=False)
+    weights: NDArray[np.float64] | None = field(default=None, repr=False)
+    formula: str | None = None
+    data_name: str | None = None
+    messages: tuple[str, ...] = ()
+    cond_cov: tuple[NDArray[np.float64], ...] | None = field(default=None, repr=False)
+
+    # ----------------------------------------------------------- estimates
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effects estimates, indexed by X's column names."""
+        return pd.Series(self.beta, index=list(self.xnames), name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (``σ² (RXᵀRX)⁻¹``)."""
+        names = list(self.xnames)
+        return pd.DataFrame(self.vcov_matrix, index=names, columns=names)
+
+    @property
+    def std_errors(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self.vcov_matrix)), index=list(self.xnames), name="Std. Error")
+
+    @property
+    def nfixef(self) -> int:
+        """Number of fixed effects."""
+        return int(self.beta.size)
+
+    @property
+    def df(self) -> int:
+        """Number of parameters: fixed effects, θ and σ."""
+        return self.nfixef + int(self.theta.size) + 1
+
+    @property
+    def df_resid(self) -> int:
+        """Residual degrees of freedom, ``n − df`` as lme4 prints it."""
+        return self.nobs - self.df
+
+    # ------------------------------------------------------------- criteria
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (the REML log-likelihood of a REML fit, as lme4's ``logLik``)."""
+        return -0.5 * self.objective
+
+    @property
+    def aic(self) -> float:
+        """Akaike's information criterion, ``−2 logLik + 2 df``."""
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, ``−2 logLik + log(n) df``."""
+        return -2.0 * self.loglik + math.log(self.nobs) * self.df
+
+    @property
+    def deviance(self) -> float:
+        """−2 × the ML log-likelihood at these estimates (lme4's ``deviance(fit, REML = FALSE)``)."""
+        n = self.nobs
+        return self.ldL2 - self.ldW + n * (1.0 + math.log(2.0 * math.pi * self.pwrss / n))
+
+    @property
+    def reml_criterion(self) -> float:
+        """The REML criterion at these estimates (lme4's ``REMLcrit``)."""
+        nmp = self.nobs - self.nfixef
+        return self.ldL2 + self.ldRX2 - self.ldW + nmp * (1.0 + math.log(2.0 * math.pi * self.pwrss / nmp))
+
+    # ------------------------------------------------------ random effects
+    def _term_lambdas(self) -> list[NDArray[np.float64]]:
+        out = []
+        pos = 0
+        for t in self.terms:
+            nc = t.nc
+            k = nc * (nc + 1) // 2
+            lam = np.zeros((nc, nc))
+            cols, rows = np.triu_indices(nc)
+            lam[rows, cols] = self.theta[pos : pos + k]
+            out.append(lam)
+            pos += k
+        return out
+
+    @property
+    def varcorr(self) -> VarCorr:
+        """Variance components: per term the covariance ``σ² λλᵀ``, and σ."""
+        comps = []
+        for t, lam in zip(self.terms, self._term_lambdas()):
+            comps.append(VarCorrComponent(name=t.name, group=t.group, cnames=t.cnames, cov=self.sigma**2 * lam @ lam.T))
+        return VarCorr(components=tuple(comps), residual_sd=self.sigma)
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor: rows are levels, columns every term on the factor."""
+        out: dict[str, pd.DataFrame] = {}
+        for t in self.terms:
+            block = self.b[t.offset : t.offset + t.nc * t.nl].reshape(t.nl, t.nc)
+            frame = pd.DataFrame(block, index=pd.Index(list(t.levels), name=t.group), columns=list(t.cnames))
+            if t.group in out:
+                out[t.group] = out[t.group].join(frame, how="outer")
+            else:
+                out[t.group] = frame
+        return out
+
+    @property
+    def ranef_cond_cov(self) -> dict[str, NDArray[np.float64]]:
+        """Conditional covariance of each level's random effects, per grouping factor.
+
+        An array of shape ``(levels, k, k)`` per factor, ``k`` the number of columns
+        of ``ranef[factor]``: lme4's ``attr(ranef(fit, condVar = TRUE), "postVar")``
+        (σ² included). Terms on the same factor (as from
+        ``||``) get a block-diagonal matrix: as in lme4, the covariances between
+        different terms are not reported.
+        """
+        if self.cond_cov is None:
+            raise AttributeError("conditional covariances are available for formula fits only")
+        out: dict[str, NDArray[np.float64]] = {}
+        for t, c in zip(self.terms, self.cond_cov):
+            if t.group in out:
+                prev = out[t.group]
+                k0 = prev.shape[1]
+                merged = np.zeros((t.nl, k0 + t.nc, k0 + t.nc))
+                merged[:, :k0, :k0] = prev
+                merged[:, k0:, k0:] = c
+                out[t.group] = merged
+            else:
+                out[t.group] = c.copy()
+        return out
+
+    @property
+    def ranef_cond_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the random effects, shaped as :attr:`ranef`."""
+        frames = self.ranef
+        out = {}
+        for group, cov in self.ranef_cond_cov.items():
+            sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
+            frame = frames[group]
+            out[group] = pd.DataFrame(sd, index=frame.index, columns=frame.columns)
+        return out
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels of each grouping factor."""
+        out: dict[str, int] = {}
+        for t in self.terms:
+            out.setdefault(t.group, t.nl)
+        return out
+
+    # ------------------------------------------------------------ values
+    def fitted(self) -> NDArray[np.float64]:
+        """Fitted values ``Xβ + Zb + offset`` of the observations used."""
+        return self.fitted_values.copy()
+
+    def residuals(self) -> NDArray[np.float64]:
+        """Response residuals ``y − fitted`` of the observations used."""
+        return self.y - self.fitted_values
+
+    # ---------------------------------------------------------- diagnostics
+    @property
+    def singular(self) -> bool:
+        """lme4's ``isSingular``: a diagonal element of θ below 1e-4."""
+        diag = np.isfinite(self.lower)
+        return bool(np.any(self.theta[diag] < BOUNDARY_TOL))
+
+    def singular_terms(self) -> list[str]:
+        """Names of the terms with a zero variance or a ±1 correlation."""
+        out = []
+        pos = 0
+        for t in self.terms:
+            k = t.nc * (t.nc + 1) // 2
+            diag = np.isfinite(self.lower[pos : pos + k])
+            if np.any(self.theta[pos : pos + k][diag] < BOUNDARY_TOL):
+                out.append(f"({' + '.join(t.cnames)} | {t.group})")
+            pos += k
+        return out
+
+    # --------------------------------------------------------------- output
+    def coef_table(self) -> pd.DataFrame:
+        """Fixed effects with standard errors and t values."""
+        se = np.sqrt(np.diag(self.vcov_matrix))
+        return pd.DataFrame(
+            {"Estimate": self.beta, "Std. Error": se, "t value": self.beta / se},
+            index=list(self.xnames),
+        )
+
+    def summary(self) -> Summary:
+        """lme4's ``summary()`` as a :class:`lmm.summary.Summary` (print it for the text)."""
+        from .summary import Summary
+
+        return Summary.from_result(self)
+
+    def __str__(self) -> str:
+        return str(self.summary())
+
+    def __repr__(self) -> str:
+        crit = "REML criterion" if self.reml else "deviance"
+        form = f" {self.formula!r}" if self.formula else ""
+        return f"<LmmResult{form}: n={self.nobs}, {crit}={self.objective:.4f}, sigma={self.sigma:.4g}>"
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()

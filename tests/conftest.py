@@ -1,0 +1,10 @@
+"""Test configuration: make the helpers in this folder importable (``reference_data``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
