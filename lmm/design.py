@@ -232,20 +232,29 @@ def _materialise(expr: str, data: pd.DataFrame, what: str) -> Any:
 
 
 def _drop_rank_deficient(X: NDArray[np.float64], names: list[str]) -> tuple[NDArray[np.float64], list[str], list[str]]:
-    """Keep a maximal set of linearly independent columns, in their order (lme4's chkRank.drop.cols)."""
-    if X.shape[1] == 0:
-        return X, names, []
-    import scipy.linalg
+    """Keep the columns not linearly dependent on earlier ones, in order (as lme4's QR-based check).
 
-    _, r, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(r))
-    tol = max(X.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0.0)
-    rank = int(np.sum(diag > tol * 1e3))
-    if rank == X.shape[1]:
+    A column is dropped when its part orthogonal to the columns kept before it
+    is below 1e-7 of its norm (R's ``qr`` tolerance).
+    """
+    n, p = X.shape
+    keep: list[int] = []
+    basis = np.zeros((n, 0))
+    for j in range(p):
+        col = X[:, j]
+        norm = float(np.linalg.norm(col))
+        if norm == 0.0:
+            continue
+        resid = col - basis @ (basis.T @ col)
+        resid = resid - basis @ (basis.T @ resid)  # re-orthogonalise once for accuracy
+        rnorm = float(np.linalg.norm(resid))
+        if rnorm > 1e-7 * norm:
+            keep.append(j)
+            basis = np.column_stack([basis, resid / rnorm])
+    if len(keep) == p:
         return X, names, []
-    keep = np.sort(piv[:rank])
-    dropped = [names[i] for i in range(X.shape[1]) if i not in set(keep.tolist())]
-    return X[:, keep], [names[i] for i in keep], dropped
+    dropped = [names[j] for j in range(p) if j not in set(keep)]
+    return X[:, keep], [names[j] for j in keep], dropped
 
 
 def build_design(

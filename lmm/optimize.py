@@ -121,7 +121,7 @@ def _nelder_mead(f: Callable[[NDArray[np.float64]], float], x0: NDArray[np.float
     from scipy.optimize import Bounds, minimize
 
     bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf))
-    res = minimize(f, x0, method="Nelder-Mead", bounds=bounds, options={"xatol": 1e-10, "fatol": 1e-12, "maxfev": maxeval})
+    res = minimize(f, x0, method="Nelder-Mead", bounds=bounds, options={"xatol": 1e-6, "fatol": 1e-8, "maxfev": maxeval})
     return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
 
 
