@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .errors import DataError, DesignError, FormulaError, MissingDataWarning, RankDeficiencyWarning
+from .errors import DataError, DesignError, FormulaError, MissingDataWarning, RankDeficiencyWarning, warn
 from .formula import BarTerm, ParsedFormula
 
 __all__ = ["ReTerm", "Design", "build_design", "r_column_name"]
@@ -316,11 +315,10 @@ def build_design(
     if rows.size == 0:
         raise DataError("every row has a missing value in a model variable; nothing is left to fit.")
     if rows.size < n_input:
-        warnings.warn(
+        warn(
             f"{n_input - rows.size} of {n_input} rows dropped for missing values in the model's variables "
             f"({', '.join(c for c in used if frame[c].isna().any()) or 'weights/offset'}).",
             MissingDataWarning,
-            stacklevel=3,
         )
     sub = data.iloc[rows].reset_index(drop=True)
 
@@ -335,11 +333,10 @@ def build_design(
         raise DataError(f"the fixed-effects columns {bad} have non-finite values.")
     X, xnames, dropped = _drop_rank_deficient(X, xnames)
     if dropped:
-        warnings.warn(
+        warn(
             f"fixed-effect model matrix is rank deficient: dropping {len(dropped)} column(s) {dropped}. "
             "Remove the redundant terms from the formula to silence this.",
             RankDeficiencyWarning,
-            stacklevel=3,
         )
 
     n = sub.shape[0]

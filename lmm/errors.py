@@ -60,3 +60,18 @@ class RankDeficiencyWarning(LmmWarning):
 
 class MissingDataWarning(LmmWarning):
     """Rows with missing values in a model variable were dropped."""
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first caller outside the :mod:`lmm` package."""
+    import os
+    import sys
+    import warnings
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    level = 2
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -10,7 +10,6 @@ returns a new :class:`lmm.results.LmmResult`.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +21,12 @@ from numpy.typing import ArrayLike, NDArray
 from .blocked import BlockedSystem, Solution
 from .design import Design, build_design
 from .deviance import make_objective, profiled_deviance
-from .errors import ConvergenceWarning, DataError, SingularFitWarning
+from .errors import ConvergenceWarning, DataError, SingularFitWarning, warn
 from .formula import parse_formula
 from .general import GeneralSystem
-from .optimize import optimize_theta
+from .optimize import BOUNDARY_TOL, optimize_theta
 from .results import LmmResult, TermInfo
-from .theta import ThetaMap
+from .theta import ThetaMap, tril_colmajor
 
 __all__ = ["LinearMixedModel", "lmer"]
 
@@ -281,8 +280,7 @@ class LinearMixedModel:
             cond_cov=self._cond_cov(theta, sigma),
         )
         for msg in res.messages:
-            category = SingularFitWarning if msg.startswith("boundary") else ConvergenceWarning
-            warnings.warn(msg, category, stacklevel=3)
+            warn(msg, SingularFitWarning if msg.startswith("boundary") else ConvergenceWarning)
         return res
 
     def _cond_cov(self, theta: NDArray[np.float64], sigma: float) -> tuple[NDArray[np.float64], ...] | None:
@@ -293,15 +291,35 @@ class LinearMixedModel:
     def _messages(self, theta: NDArray[np.float64], opt: Any) -> tuple[str, ...]:
         out = []
         if not opt.converged:
-            out.append(f"the optimiser did not converge ({opt.message}); the estimates may be inaccurate.")
-        diag = np.isfinite(self.lower)
-        if np.any(theta[diag] < 1e-4):
-            names = [self.theta_names[i] for i in np.flatnonzero(diag & (theta < 1e-4))]
             out.append(
-                "boundary (singular) fit: the variance of "
-                + ", ".join(names)
-                + " is estimated as zero (or a correlation as +/-1); consider simplifying the random-effects terms."
+                f"the optimiser did not converge ({opt.message}); the estimates may be inaccurate. "
+                "Check fit.opt, or refit with another start (fit(start=...))."
             )
+        diag = np.isfinite(self.lower)
+        if not np.any(theta[diag] < BOUNDARY_TOL):
+            return tuple(out)
+        if not self._terms:
+            names = [self.theta_names[i] for i in np.flatnonzero(diag & (theta < BOUNDARY_TOL))]
+            out.append(f"boundary (singular) fit: {', '.join(names)} at the lower bound.")
+            return tuple(out)
+        pos = 0
+        for t in self._terms:
+            k = t.nc * (t.nc + 1) // 2
+            rows, cols = tril_colmajor(t.nc)
+            zero = [t.cnames[r] for r, c, v in zip(rows, cols, theta[pos : pos + k]) if r == c and v < BOUNDARY_TOL]
+            pos += k
+            if not zero:
+                continue
+            term = f"({t.expr} | {t.group})"
+            if t.nc == 1:
+                advice = f"its variance is estimated as zero: the model without {term} fits as well."
+            else:
+                advice = (
+                    f"its covariance matrix is singular ({', '.join(zero)} explained by the other columns: "
+                    "a zero variance or a correlation of +/-1). Try uncorrelated terms (||) or drop "
+                    f"{', '.join(zero)} from the term."
+                )
+            out.append(f"boundary (singular) fit on the term {term}: {advice}")
         return tuple(out)
 
     def _z_times(self, b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -329,7 +347,7 @@ def _term_infos(reterms: Any) -> tuple[TermInfo, ...]:
         k = seen.get(t.group, 0)
         seen[t.group] = k + 1
         name = t.group if k == 0 else f"{t.group}.{k}"
-        out.append(TermInfo(name=name, group=t.group, cnames=t.cnames, levels=t.levels, offset=pos))
+        out.append(TermInfo(name=name, group=t.group, cnames=t.cnames, levels=t.levels, offset=pos, expr=t.expr))
         pos += t.q
     return tuple(out)
 

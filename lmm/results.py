@@ -39,6 +39,8 @@ class TermInfo:
         Levels of the grouping factor.
     offset : int
         Position of the term's first random effect in ``b``.
+    expr : str
+        The term's left-hand side as materialised (``"1 + Days"``).
     """
 
     name: str
@@ -46,6 +48,7 @@ class TermInfo:
     cnames: tuple[str, ...]
     levels: tuple[str, ...]
     offset: int
+    expr: str = ""
 
     @property
     def nc(self) -> int:
@@ -324,7 +327,7 @@ class LmmResult:
             k = t.nc * (t.nc + 1) // 2
             diag = np.isfinite(self.lower[pos : pos + k])
             if np.any(self.theta[pos : pos + k][diag] < BOUNDARY_TOL):
-                out.append(f"({' + '.join(t.cnames)} | {t.group})")
+                out.append(f"({t.expr} | {t.group})")
             pos += k
         return out
 

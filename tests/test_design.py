@@ -156,3 +156,11 @@ def test_lmer_never_changes_the_caller_frame(sleep):
     before = sleep.copy()
     lmm.lmer("Reaction ~ Days + (Days | Subject)", sleep)
     pd.testing.assert_frame_equal(sleep, before)
+
+
+def test_singular_fit_warning_names_the_term():
+    with pytest.warns(lmm.SingularFitWarning, match=r"\(1 \| Batch\).*variance is estimated as zero") as rec:
+        lmm.lmer("Yield ~ 1 + (1 | Batch)", lmm.datasets.load("dyestuff2"))
+    assert rec[0].filename == __file__  # attributed to the caller, not to lmm's internals
+    with pytest.warns(lmm.SingularFitWarning, match=r"\(1 \+ x \| grp\).*\|\|"):
+        lmm.lmer("y ~ x + (x | grp)", lmm.datasets.load("seed_example"))
