@@ -111,6 +111,10 @@ class Design:
     dropped_columns: tuple[str, ...] = ()
     x_spec: Any = field(default=None, repr=False, compare=False)
     x_spec_columns: tuple[str, ...] = ()
+    x_keep: tuple[int, ...] = ()
+    x_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fixed_variables: tuple[str, ...] = ()
+    offset_column: str | None = None
 
     @property
     def n(self) -> int:
@@ -289,9 +293,9 @@ def build_design(
             "or fit a linear model instead."
         )
     columns = [str(c) for c in data.columns]
-    used: list[str] = []
-    for expr, what in [(parsed.response, "response"), (parsed.fixed, "fixed-effects formula")]:
-        used += _required_variables(expr, columns, what)
+    used = _required_variables(parsed.response, columns, "response")
+    fixed_vars = _required_variables(parsed.fixed, columns, "fixed-effects formula")
+    used += fixed_vars
     for bar in parsed.bars:
         used += _required_variables(bar.expr, columns, f"random-effects term ({bar.expr} | {bar.group})")
         for name in bar.factors:
@@ -328,6 +332,7 @@ def build_design(
     x_spec_columns = tuple(str(c) for c in mm.columns)
     X = np.asarray(mm, dtype=np.float64)
     xnames = [r_column_name(c) for c in x_spec_columns]
+    all_xnames = list(xnames)
     if not np.all(np.isfinite(X)):
         bad = [xnames[j] for j in range(X.shape[1]) if not np.all(np.isfinite(X[:, j]))]
         raise DataError(f"the fixed-effects columns {bad} have non-finite values.")
@@ -356,7 +361,12 @@ def build_design(
     o = o_all[rows] if o_all is not None else None
     if o is not None and not np.all(np.isfinite(o)):
         raise DataError("offset must be finite.")
-    del w_col, o_col
+    x_levels = {
+        c: tuple(str(v) for v in pd.unique(sub[c].astype(str)))
+        for c in fixed_vars
+        if not pd.api.types.is_numeric_dtype(sub[c]) or pd.api.types.is_bool_dtype(sub[c])
+    }
+    del w_col
     return Design(
         y=y,
         X=np.ascontiguousarray(X),
@@ -370,6 +380,10 @@ def build_design(
         dropped_columns=tuple(dropped),
         x_spec=x_spec,
         x_spec_columns=x_spec_columns,
+        x_keep=tuple(all_xnames.index(name) for name in xnames),
+        x_levels=x_levels,
+        fixed_variables=tuple(fixed_vars),
+        offset_column=o_col,
     )
 
 

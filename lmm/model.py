@@ -9,6 +9,8 @@ returns a new :class:`lmm.results.LmmResult`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -116,6 +118,8 @@ class LinearMixedModel:
         self.theta0, self.lower = theta0a, lowera
         self.theta_names = tuple(f"theta{j}" for j in range(theta0a.size))
         self.design: Design | None = None
+        self.data: pd.DataFrame | None = None
+        self._args: dict[str, Any] = {}
         self.formula: str | None = None
         self.data_name: str | None = None
         self._terms: tuple[TermInfo, ...] = ()
@@ -152,6 +156,8 @@ class LinearMixedModel:
         parsed = parse_formula(formula)
         design = build_design(parsed, data, weights=weights, offset=offset)
         self = cls.__new__(cls)
+        self.data = data
+        self._args = {"weights": weights, "offset": offset}
         self.design = design
         self.formula = parsed.formula
         name = data.attrs.get("name") if isinstance(data, pd.DataFrame) else None
@@ -170,6 +176,33 @@ class LinearMixedModel:
         self.Zt = None
         self._lambdat_fn = None
         return self
+
+    def with_response(self, y: ArrayLike) -> LinearMixedModel:
+        """The same model with another response (one value per observation used)."""
+        ya = np.asarray(y, dtype=np.float64).reshape(-1)
+        if ya.shape[0] != self.nobs:
+            raise DataError(f"the new response has {ya.shape[0]} values; the model has {self.nobs} observations.")
+        if not np.all(np.isfinite(ya)):
+            raise DataError("the new response has non-finite values.")
+        new = copy.copy(self)
+        new.y = ya
+        if self.design is not None:
+            new.design = dataclasses.replace(self.design, y=ya)
+            new._system = BlockedSystem(self.design.reterms, self.X, new._y_minus_offset(), self.weights, self._theta_map)
+        else:
+            new._system = GeneralSystem(self.X, new._y_minus_offset(), self.Zt, self._lambdat_fn, self.weights)
+        return new
+
+    def updated(self, *, formula: str | None = None, data: pd.DataFrame | None = None, reml: bool | None = None) -> LinearMixedModel:
+        """A new model from this one's formula and data with some of them replaced."""
+        if self.formula is None or self.data is None:
+            raise DataError("only formula models can be updated.")
+        return LinearMixedModel.from_formula(
+            formula if formula is not None else self.formula,
+            data if data is not None else self.data,
+            reml=self.reml if reml is None else reml,
+            **self._args,
+        )
 
     # -------------------------------------------------------------- pieces
     @property
@@ -278,6 +311,7 @@ class LinearMixedModel:
             data_name=self.data_name,
             messages=self._messages(theta, opt),
             cond_cov=self._cond_cov(theta, sigma),
+            model=self,
         )
         for msg in res.messages:
             warn(msg, SingularFitWarning if msg.startswith("boundary") else ConvergenceWarning)

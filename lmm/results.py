@@ -163,6 +163,7 @@ class LmmResult:
     data_name: str | None = None
     messages: tuple[str, ...] = ()
     cond_cov: tuple[NDArray[np.float64], ...] | None = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------- estimates
     @property
@@ -304,13 +305,102 @@ class LmmResult:
         return out
 
     # ------------------------------------------------------------ values
-    def fitted(self) -> NDArray[np.float64]:
-        """Fitted values ``Xβ + Zb + offset`` of the observations used."""
-        return self.fitted_values.copy()
+    def _index(self) -> pd.Index:
+        model = self.model
+        if model is not None and getattr(model, "data", None) is not None and model.design is not None:
+            return model.data.index[model.design.rows]
+        return pd.RangeIndex(self.nobs)
 
-    def residuals(self) -> NDArray[np.float64]:
-        """Response residuals ``y − fitted`` of the observations used."""
-        return self.y - self.fitted_values
+    def _expand(self, values: NDArray[np.float64], na_action: str, name: str) -> pd.Series:
+        series = pd.Series(values, index=self._index(), name=name)
+        if na_action == "omit":
+            return series
+        if na_action != "exclude":
+            raise ValueError(f"na_action must be 'omit' or 'exclude', not {na_action!r}.")
+        model = self.model
+        if model is None or getattr(model, "data", None) is None:
+            return series
+        return series.reindex(model.data.index)
+
+    def fitted(self, *, na_action: str = "omit") -> pd.Series:
+        """Fitted values ``Xβ + Zb + offset``.
+
+        Parameters
+        ----------
+        na_action : {"omit", "exclude"}
+            ``"omit"``: the rows used (lme4's ``na.omit``); ``"exclude"``: one value
+            per row of the data, NaN where a row was dropped (lme4's ``na.exclude``).
+        """
+        return self._expand(self.fitted_values.copy(), na_action, "fitted")
+
+    def residuals(self, type: str = "response", *, na_action: str = "omit") -> pd.Series:  # noqa: A002 - lme4's name
+        """Residuals: ``"response"`` (``y − fitted``) or ``"pearson"`` (times ``sqrt(w)``)."""
+        r = self.y - self.fitted_values
+        if type == "pearson":
+            if self.weights is not None:
+                r = r * np.sqrt(self.weights)
+        elif type != "response":
+            raise ValueError(f"type must be 'response' or 'pearson', not {type!r}.")
+        return self._expand(r, na_action, "residuals")
+
+    def resid(self, *, scaled: bool = False, na_action: str = "omit") -> pd.Series:
+        """Pearson residuals, divided by σ when ``scaled`` (lme4's ``resid(fit, scaled = TRUE)``)."""
+        r = self.residuals("pearson", na_action=na_action)
+        return r / self.sigma if scaled else r
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per grouping factor, fixed effects plus each level's random effects (lme4's ``coef``)."""
+        out = {}
+        fixef = self.fixef
+        for group, frame in self.ranef.items():
+            table = pd.DataFrame({name: np.full(len(frame), value) for name, value in fixef.items()}, index=frame.index)
+            for col in frame.columns:
+                table[col] = table[col] + frame[col] if col in table.columns else frame[col]
+            out[group] = table
+        return out
+
+    def predict(
+        self, newdata: pd.DataFrame | None = None, *, re_form: str | None = None, allow_new_levels: bool = False
+    ) -> pd.Series:
+        """Predictions on the response scale (lme4's ``predict``).
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            New data; by default the fitted rows.
+        re_form : str, optional
+            ``None``: all random effects; ``"~0"``: none (the population level); a
+            formula such as ``"~(1 | Subject)"``: the terms on those grouping factors.
+        allow_new_levels : bool
+            Predict rows of levels unseen at fit time at the population level
+            instead of raising.
+        """
+        from .predict import predict
+
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+
+    def simulate(self, nsim: int = 1, *, seed: Any = None, re_form: str | None = None) -> pd.DataFrame:
+        """Simulate responses from the fitted model (lme4's ``simulate``).
+
+        ``re_form=None`` (lme4's default ``NA``) draws new random effects for every
+        simulation; a formula conditions on the conditional modes of the terms it
+        names. One column per simulation; reproducible with ``seed``.
+        """
+        from .predict import simulate
+
+        return simulate(self, nsim, seed=seed, re_form=re_form)
+
+    def refit(self, new_y: Any) -> LmmResult:
+        """Fit the same model to a new response (same design, started from this θ)."""
+        if self.model is None:
+            raise ValueError("this fit has no model to refit.")
+        return self.model.with_response(new_y).fit(reml=self.reml, start=self.theta)
+
+    def update(self, formula: str | None = None, data: pd.DataFrame | None = None, *, reml: bool | None = None) -> LmmResult:
+        """Fit a changed model: another formula, data or REML flag (lme4's ``update``)."""
+        if self.model is None or getattr(self.model, "data", None) is None:
+            raise ValueError("update needs a fit from a formula.")
+        return self.model.updated(formula=formula, data=data, reml=self.reml if reml is None else reml).fit()
 
     # ---------------------------------------------------------- diagnostics
     @property
