@@ -21,6 +21,7 @@ from .errors import (
     SingularFitWarning,
 )
 from .formula import parse_formula
+from .lrt import anova
 from .model import LinearMixedModel, lmer
 from .optimize import OptSummary
 from .results import LmmResult, VarCorr
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "lmer",
+    "anova",
     "LinearMixedModel",
     "LmmResult",
     "VarCorr",

@@ -164,6 +164,7 @@ class LmmResult:
     messages: tuple[str, ...] = ()
     cond_cov: tuple[NDArray[np.float64], ...] | None = field(default=None, repr=False)
     model: Any = field(default=None, repr=False, compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     # ----------------------------------------------------------- estimates
     @property
@@ -398,9 +399,12 @@ class LmmResult:
 
     def update(self, formula: str | None = None, data: pd.DataFrame | None = None, *, reml: bool | None = None) -> LmmResult:
         """Fit a changed model: another formula, data or REML flag (lme4's ``update``)."""
-        if self.model is None or getattr(self.model, "data", None) is None:
-            raise ValueError("update needs a fit from a formula.")
-        return self.model.updated(formula=formula, data=data, reml=self.reml if reml is None else reml).fit()
+        if self.model is None:
+            raise ValueError("this fit has no model to update.")
+        use_reml = self.reml if reml is None else reml
+        if formula is None and data is None:
+            return self.model.fit(reml=use_reml, start=self.theta)
+        return self.model.updated(formula=formula, data=data, reml=use_reml).fit()
 
     # ---------------------------------------------------------- diagnostics
     @property
@@ -422,13 +426,52 @@ class LmmResult:
         return out
 
     # --------------------------------------------------------------- output
-    def coef_table(self) -> pd.DataFrame:
-        """Fixed effects with standard errors and t values."""
+    def _satterthwaite(self) -> Any:
+        if "satterthwaite" not in self._cache:
+            from .satterthwaite import satterthwaite_info
+
+            self._cache["satterthwaite"] = satterthwaite_info(self)
+        return self._cache["satterthwaite"]
+
+    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
+        """Fixed effects: Estimate, Std. Error, (df,) t value and p-value.
+
+        Parameters
+        ----------
+        ddf : {None, "Satterthwaite", "Kenward-Roger"}
+            None: Estimate, Std. Error and t value, as lme4 prints them, plus
+            ``Pr(>|z|)`` from the normal distribution. "Satterthwaite": lmerTest's
+            table with ``df`` and ``Pr(>|t|)``.
+        """
         se = np.sqrt(np.diag(self.vcov_matrix))
-        return pd.DataFrame(
-            {"Estimate": self.beta, "Std. Error": se, "t value": self.beta / se},
-            index=list(self.xnames),
-        )
+        if ddf is None:
+            from scipy import stats
+
+            t = self.beta / se
+            return pd.DataFrame(
+                {"Estimate": self.beta, "Std. Error": se, "t value": t, "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(t))},
+                index=list(self.xnames),
+            )
+        if ddf.lower() == "satterthwaite":
+            from .satterthwaite import coef_table
+
+            return coef_table(self, self._satterthwaite())
+        if ddf.lower() in {"kenward-roger", "kr"}:
+            raise NotImplementedError("Kenward-Roger degrees of freedom are not implemented yet; use ddf='Satterthwaite'.")
+        raise ValueError(f"ddf must be None, 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
+
+    def anova(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
+        """Type III F tests of the fixed-effects terms (lmerTest's ``anova``).
+
+        Columns Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F); one row per term
+        of the fixed part (the intercept excluded). Terms are tested with
+        sum-to-zero coding of the factors, whatever coding the fit used.
+        """
+        if ddf.lower() != "satterthwaite":
+            raise NotImplementedError("only ddf='Satterthwaite' is implemented for anova.")
+        from .satterthwaite import anova_type3
+
+        return anova_type3(self, self._satterthwaite())
 
     def summary(self) -> Summary:
         """lme4's ``summary()`` as a :class:`lmm.summary.Summary` (print it for the text)."""
