@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -96,25 +97,53 @@ _NLOPT_MESSAGES = {
 }
 
 
-def _bobyqa(f: Callable[[NDArray[np.float64]], float], x0: NDArray[np.float64], lower: NDArray[np.float64], maxeval: int) -> tuple[NDArray[np.float64], float, bool, str]:
+def _bobyqa(
+    f: Callable[[NDArray[np.float64]], float],
+    x0: NDArray[np.float64],
+    lower: NDArray[np.float64],
+    maxeval: int,
+    upper: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], float, bool, str]:
     import nlopt
 
     n = x0.size
+    best: list[Any] = [None, math.inf]
+
+    def tracked(x: NDArray[np.float64], grad: NDArray[np.float64]) -> float:
+        val = f(x)
+        if val < best[1]:
+            best[0], best[1] = np.array(x), val
+        return val
+
     opt = nlopt.opt(nlopt.LN_BOBYQA, n)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
-    opt.set_min_objective(lambda x, grad: f(x))
+    if upper is not None:
+        opt.set_upper_bounds(np.where(np.isfinite(upper), upper, np.inf))
+    opt.set_min_objective(tracked)
     opt.set_ftol_abs(FTOL_ABS)
     opt.set_xtol_rel(XTOL_REL)
     opt.set_maxeval(maxeval)
     step = np.where(np.abs(x0) > 0, 0.2 * np.abs(x0), 0.1)
     opt.set_initial_step(np.maximum(step, 0.05))
     try:
-        x = opt.optimize(np.maximum(x0, np.where(np.isfinite(lower), lower, -np.inf)))
+        x = opt.optimize(_clip(x0, lower, upper))
         code = opt.last_optimize_result()
-    except (RuntimeError, ValueError) as exc:  # nlopt's roundoff-limited and failure results
-        return np.asarray(x0), math.inf, False, f"BOBYQA failed: {exc}"
+    except nlopt.RoundoffLimited:
+        # the objective cannot be decreased further at machine precision: keep the best point
+        if best[0] is None:
+            return np.asarray(x0), math.inf, False, "BOBYQA stopped: roundoff-limited"
+        return best[0], float(best[1]), True, "roundoff-limited (converged to machine precision)"
+    except (RuntimeError, ValueError) as exc:  # nlopt's failure results
+        if best[0] is None:
+            return np.asarray(x0), math.inf, False, f"BOBYQA failed: {exc}"
+        return best[0], float(best[1]), False, f"BOBYQA failed: {exc}"
     fval = opt.last_optimum_value()
     return np.asarray(x), float(fval), 1 <= code <= 4, _NLOPT_MESSAGES.get(code, f"nlopt code {code}")
+
+
+def _clip(x: NDArray[np.float64], lower: NDArray[np.float64], upper: NDArray[np.float64] | None) -> NDArray[np.float64]:
+    out = np.maximum(x, np.where(np.isfinite(lower), lower, -np.inf))
+    return out if upper is None else np.minimum(out, upper)
 
 
 def _nelder_mead(f: Callable[[NDArray[np.float64]], float], x0: NDArray[np.float64], lower: NDArray[np.float64], maxeval: int) -> tuple[NDArray[np.float64], float, bool, str]:
@@ -130,10 +159,11 @@ def _lbfgsb(
     x0: NDArray[np.float64],
     lower: NDArray[np.float64],
     maxeval: int,
+    upper: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], float, bool, str]:
     from scipy.optimize import Bounds, minimize
 
-    bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf))
+    bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf) if upper is None else upper)
     res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL, "maxfun": maxeval})
     return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
 
@@ -144,6 +174,7 @@ def optimize_theta(
     lower: NDArray[np.float64],
     *,
     gradient: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]] | None = None,
+    upper: NDArray[np.float64] | None = None,
     maxeval: int = 10_000,
     restart_on_boundary: bool = True,
 ) -> OptSummary:
@@ -160,8 +191,12 @@ def optimize_theta(
     gradient : callable, optional
         θ ↦ (objective, gradient). When given, the first run is L-BFGS-B with
         this exact gradient instead of BOBYQA.
+    upper : ndarray, optional
+        Upper bounds (none by default).
     restart_on_boundary : bool
-        Restart from other points when the first run ends on the boundary.
+        Restart from other points when the first run ends on the boundary, and
+        set tiny diagonal elements to zero when that does not raise the objective.
+        Turn it off for problems whose bounded elements are not diagonals of λ.
 
     Returns
     -------
@@ -189,10 +224,10 @@ def optimize_theta(
     theta0 = np.asarray(theta0, dtype=np.float64)
     lower = np.asarray(lower, dtype=np.float64)
     if gradient is not None:
-        x, fx, ok, msg = _lbfgsb(fg, theta0, lower, maxeval)
+        x, fx, ok, msg = _lbfgsb(fg, _clip(theta0, lower, upper), lower, maxeval, upper)
         method = "L-BFGS-B (exact gradient)"
     else:
-        x, fx, ok, msg = _bobyqa(f, theta0, lower, maxeval)
+        x, fx, ok, msg = _bobyqa(f, theta0, lower, maxeval, upper)
         method = "BOBYQA"
     if not math.isfinite(fx) or fx >= 1e300:
         from .errors import FitError
@@ -224,7 +259,7 @@ def optimize_theta(
                 x, fx, ok, msg, method = x2, f2, ok2, msg2, how
     # tiny diagonal elements that do not matter are set to exactly zero
     small = diag & (x > lower) & (x < 1e-5)
-    if np.any(small):
+    if restart_on_boundary and np.any(small):
         x_zero = x.copy()
         x_zero[small] = 0.0
         f_zero = f(x_zero)

@@ -473,6 +473,45 @@ class LmmResult:
 
         return anova_type3(self, self._satterthwaite())
 
+    def confint(self, method: str = "profile", level: float = 0.95, *, nsim: int = 500, seed: Any = None) -> pd.DataFrame:
+        """Confidence intervals with lme4's row names and order.
+
+        Rows: ``sd_<term>|<group>``, ``cor_<term1>.<term2>|<group>``, ``sigma``, then
+        the fixed effects; columns e.g. ``2.5 %`` and ``97.5 %``.
+
+        Parameters
+        ----------
+        method : {"profile", "wald", "boot"}
+            Likelihood profile (lme4's default; the ML deviance is profiled, also
+            for REML fits), Wald (fixed effects only; NaN for variance
+            parameters, as lme4), or percentile parametric bootstrap.
+        level : float
+            Confidence level.
+        nsim, seed : int, optional
+            Bootstrap size and seed (``method="boot"``).
+        """
+        from .confint import confint
+
+        return confint(self, method=method, level=level, nsim=nsim, seed=seed)
+
+    def profile(self, *, npoints: int = 9, zmax: float = 2.6) -> pd.DataFrame:
+        """The likelihood profile as data: columns parameter, value, zeta."""
+        from .profile import profile
+
+        return profile(self, npoints=npoints, zmax=zmax)
+
+    def bootstrap(self, nsim: int = 500, *, seed: Any = None, n_jobs: int = 1, progress: bool | None = None) -> pd.DataFrame:
+        """Parametric bootstrap (lme4's ``bootMer``): one row per simulation.
+
+        Columns: the variance parameters (sds, correlations, σ) and the fixed
+        effects, named as in :meth:`confint`. Responses are simulated with new
+        random effects and refitted from this fit's θ; the simulations are drawn
+        from ``seed`` up front, so results do not depend on ``n_jobs``.
+        """
+        from .confint import bootstrap
+
+        return bootstrap(self, nsim, seed=seed, n_jobs=n_jobs, progress=progress)
+
     def summary(self) -> Summary:
         """lme4's ``summary()`` as a :class:`lmm.summary.Summary` (print it for the text)."""
         from .summary import Summary
