@@ -425,6 +425,15 @@ class LmmResult:
             pos += k
         return out
 
+    @property
+    def diagnostics(self) -> Any:
+        """Gradient, Hessian and a verdict on convergence at the optimum (:class:`lmm.diagnostics.Diagnostics`)."""
+        if "diagnostics" not in self._cache:
+            from .diagnostics import diagnose
+
+            self._cache["diagnostics"] = diagnose(self)
+        return self._cache["diagnostics"]
+
     # --------------------------------------------------------------- output
     def _satterthwaite(self) -> Any:
         if "satterthwaite" not in self._cache:
