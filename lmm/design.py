@@ -10,6 +10,7 @@ numbers of levels and random effects, and drops rank-deficient columns of X.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -139,7 +140,7 @@ def r_column_name(name: str) -> str:
     """
     if name == "Intercept":
         return "(Intercept)"
-    return _BRACKET.sub(lambda m: m.group(1), name)
+    return _BRACKET.sub(lambda m: m.group(1), name).replace("`", "")
 
 
 def _closest(name: str, candidates: list[str]) -> str:
@@ -147,19 +148,35 @@ def _closest(name: str, candidates: list[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+_BACKTICKED = re.compile(r"`([^`]+)`")
+
+
+def _quote_dotted(expr: str, columns: list[str]) -> str:
+    """Backtick column names with dots (``my.x``), which R users write bare but Python reads as attributes."""
+    for name in sorted((c for c in columns if "." in c), key=len, reverse=True):
+        pattern = rf"(?<![\w.`]){re.escape(name)}(?![\w.`(])"
+        parts = re.split(r"(`[^`]*`)", expr)
+        expr = "".join(p if p.startswith("`") else re.sub(pattern, f"`{name}`", p) for p in parts)
+    return expr
+
+
 def _required_variables(expr: str, columns: list[str], what: str) -> list[str]:
     """The data columns ``expr`` uses; a name that is not a column is an error."""
     import formulaic
 
+    quoted = _BACKTICKED.findall(expr)
+    placeholder = _BACKTICKED.sub(lambda m: f"__lmm_q{quoted.index(m.group(1))}__", expr)
     try:
-        needed = formulaic.Formula(expr).required_variables
+        needed = {str(v) for v in formulaic.Formula(placeholder).required_variables}
     except Exception as exc:  # formulaic raises several types for bad syntax
         raise FormulaError(f"cannot read the {what} {expr!r}: {exc}") from None
     out = []
-    for var in sorted(str(v) for v in needed):
-        if var not in columns:
-            raise DataError(f"variable {var!r} in the {what} {expr!r} is not a column of the data." + _closest(var, columns))
-        out.append(var)
+    for var in sorted(needed):
+        match = re.fullmatch(r"__lmm_q(\d+)__", var)
+        name = quoted[int(match.group(1))] if match else var
+        if name not in columns:
+            raise DataError(f"variable {name!r} in the {what} {expr!r} is not a column of the data." + _closest(name, columns))
+        out.append(name)
     return out
 
 
@@ -293,6 +310,12 @@ def build_design(
             "or fit a linear model instead."
         )
     columns = [str(c) for c in data.columns]
+    parsed = ParsedFormula(
+        formula=parsed.formula,
+        response=_quote_dotted(parsed.response, columns),
+        fixed=_quote_dotted(parsed.fixed, columns),
+        bars=tuple(dataclasses.replace(b, expr=_quote_dotted(b.expr, columns)) for b in parsed.bars),
+    )
     used = _required_variables(parsed.response, columns, "response")
     fixed_vars = _required_variables(parsed.fixed, columns, "fixed-effects formula")
     used += fixed_vars
@@ -389,6 +412,8 @@ def build_design(
 
 def _response(parsed: ParsedFormula, sub: pd.DataFrame) -> NDArray[np.float64]:
     name = parsed.response
+    if name.startswith("`") and name.endswith("`") and name.count("`") == 2:
+        name = name[1:-1]
     if name in sub.columns:
         col = sub[name]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
@@ -401,7 +426,10 @@ def _response(parsed: ParsedFormula, sub: pd.DataFrame) -> NDArray[np.float64]:
             raise DataError(f"the response {name!r} must be a single numeric column.")
         y = arr[:, 1] if mm.model_spec.column_names[0] == "Intercept" else arr[:, 0]
     if not np.all(np.isfinite(y)):
-        raise DataError(f"the response {name!r} has infinite or undefined values.")
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise DataError(f"the response {name!r} has infinite or undefined values (rows {bad[:5].tolist()} of the complete cases).")
+    if y.size > 1 and np.ptp(y) == 0:
+        raise DataError(f"the response {name!r} is constant ({y[0]:g}): there is no variation to model.")
     return np.ascontiguousarray(y)
 
 

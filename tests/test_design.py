@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,47 +107,6 @@ def test_weights_and_offset_by_name_or_array(sleep):
     b = design("Reaction ~ Days + (Days | Subject)", df, weights=df["w"].to_numpy(), offset=df["o"].to_numpy())
     np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(a.offset, b.offset)
-
-
-ERRORS = {
-    "unknown fixed column": ("Reaction ~ Dayz + (1 | Subject)", {}, lmm.DataError, "Did you mean 'Days'"),
-    "unknown grouping factor": ("Reaction ~ Days + (1 | Subjekt)", {}, lmm.DataError, "Subjekt"),
-    "no random effects": ("Reaction ~ Days", {}, lmm.FormulaError, "no random-effects terms"),
-    "non-numeric response": ("Subject ~ Days + (1 | Subject)", {}, lmm.DataError, "must be numeric"),
-    "as many levels as observations": ("Reaction ~ Days + (1 | row)", {}, lmm.DesignError, "levels"),
-    "one level": ("Reaction ~ Days + (1 | one)", {}, lmm.DesignError, "at least 2"),
-    "negative weights": ("Reaction ~ Days + (1 | Subject)", {"weights": -np.ones(180)}, lmm.DataError, "non-negative"),
-    "weights of wrong length": ("Reaction ~ Days + (1 | Subject)", {"weights": np.ones(10)}, lmm.DataError, "length 10"),
-    "offset of wrong length": ("Reaction ~ Days + (1 | Subject)", {"offset": np.ones(3)}, lmm.DataError, "length 3"),
-    "unknown weights column": ("Reaction ~ Days + (1 | Subject)", {"weights": "wt"}, lmm.DataError, "'wt'"),
-    "too many random effects": ("Reaction ~ Days + (1 + Days + D2 + D3 + D4 + D5 + D6 + D7 + D8 + D9 | Subject)", {}, lmm.DesignError, "random effects"),
-}
-
-
-@pytest.mark.parametrize("case", list(ERRORS), ids=list(ERRORS))
-def test_bad_input_errors(sleep, case):
-    formula, kw, exc, match = ERRORS[case]
-    df = sleep.assign(row=np.arange(180).astype(str), one="x")
-    for k in range(2, 10):
-        df[f"D{k}"] = df["Days"] ** k + np.random.default_rng(k).normal(size=180)
-    before = df.copy()
-    with pytest.raises(exc, match=match) as info:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lmm.lmer(formula, df, **kw)
-    assert isinstance(info.value, ValueError)
-    pd.testing.assert_frame_equal(df, before)
-
-
-def test_all_rows_missing(sleep):
-    df = sleep.assign(Reaction=np.nan)
-    with pytest.raises(lmm.DataError, match="every row"):
-        lmm.lmer("Reaction ~ Days + (1 | Subject)", df)
-
-
-def test_empty_data(sleep):
-    with pytest.raises(lmm.DataError, match="no rows"):
-        lmm.lmer("Reaction ~ Days + (1 | Subject)", sleep.iloc[:0])
 
 
 def test_lmer_never_changes_the_caller_frame(sleep):
