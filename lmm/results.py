@@ -442,6 +442,13 @@ class LmmResult:
             self._cache["satterthwaite"] = satterthwaite_info(self)
         return self._cache["satterthwaite"]
 
+    def _kenward_roger(self) -> Any:
+        if "kenward_roger" not in self._cache:
+            from .kenward_roger import kr_info
+
+            self._cache["kenward_roger"] = kr_info(self)
+        return self._cache["kenward_roger"]
+
     def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
         """Fixed effects: Estimate, Std. Error, (df,) t value and p-value.
 
@@ -450,7 +457,9 @@ class LmmResult:
         ddf : {None, "Satterthwaite", "Kenward-Roger"}
             None: Estimate, Std. Error and t value, as lme4 prints them, plus
             ``Pr(>|z|)`` from the normal distribution. "Satterthwaite": lmerTest's
-            table with ``df`` and ``Pr(>|t|)``.
+            table with ``df`` and ``Pr(>|t|)``. "Kenward-Roger" (REML fits): the
+            same with Kenward–Roger's adjusted standard errors and df, as
+            lmerTest with pbkrtest.
         """
         se = np.sqrt(np.diag(self.vcov_matrix))
         if ddf is None:
@@ -466,7 +475,9 @@ class LmmResult:
 
             return coef_table(self, self._satterthwaite())
         if ddf.lower() in {"kenward-roger", "kr"}:
-            raise NotImplementedError("Kenward-Roger degrees of freedom are not implemented yet; use ddf='Satterthwaite'.")
+            from .kenward_roger import kr_coef_table
+
+            return kr_coef_table(self, self._kenward_roger())
         raise ValueError(f"ddf must be None, 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
 
     def anova(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
@@ -475,12 +486,16 @@ class LmmResult:
         Columns Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F); one row per term
         of the fixed part (the intercept excluded). Terms are tested with
         sum-to-zero coding of the factors, whatever coding the fit used.
+        ``ddf`` is "Satterthwaite" or "Kenward-Roger" (REML fits).
         """
-        if ddf.lower() != "satterthwaite":
-            raise NotImplementedError("only ddf='Satterthwaite' is implemented for anova.")
         from .satterthwaite import anova_type3
 
-        return anova_type3(self, self._satterthwaite())
+        key = ddf.lower()
+        if key == "satterthwaite":
+            return anova_type3(self, self._satterthwaite())
+        if key in {"kenward-roger", "kr"}:
+            return anova_type3(self, self._kenward_roger())
+        raise ValueError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
 
     def confint(self, method: str = "profile", level: float = 0.95, *, nsim: int = 500, seed: Any = None) -> pd.DataFrame:
         """Confidence intervals with lme4's row names and order.

@@ -17,7 +17,7 @@ the size of the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -179,13 +179,22 @@ def _r_term_name(name: str) -> str:
     return name.replace("`", "")
 
 
-def anova_type3(fit: LmmResult, info: SatterthwaiteInfo | None = None) -> pd.DataFrame:
-    """lmerTest's type III table: Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F) per term."""
-    info = info if info is not None else fit._satterthwaite()
+def anova_type3(fit: LmmResult, info: Any) -> pd.DataFrame:
+    """lmerTest's type III table: Sum Sq, Mean Sq, NumDF, DenDF, F value, Pr(>F) per term.
+
+    ``info`` is a :class:`SatterthwaiteInfo` or a :class:`lmm.kenward_roger.KRInfo`;
+    the sums of squares are ``F σ²`` times NumDF, as lmerTest reports them.
+    """
+    from .kenward_roger import KRInfo, kr_test
+
     rows = {}
     for term, L in type3_contrasts(fit).items():
-        res = contrast_test(fit, L, info)
-        mean_sq = res["F value"] * fit.sigma**2
+        if isinstance(info, KRInfo):
+            res = kr_test(fit, L, info)
+            mean_sq = res["F value"] / res["scale"] * fit.sigma**2
+        else:
+            res = contrast_test(fit, L, info)
+            mean_sq = res["F value"] * fit.sigma**2
         rows[term] = {
             "Sum Sq": mean_sq * res["NumDF"],
             "Mean Sq": mean_sq,
