@@ -35,7 +35,7 @@ from scipy.linalg.lapack import dpotrf
 from .design import ReTerm
 from .theta import ThetaMap
 
-__all__ = ["BlockedSystem", "Solution", "MAP_LIMIT", "DENSE_LIMIT"]
+__all__ = ["BlockedSystem", "CrossProducts", "crossproducts", "Solution", "MAP_LIMIT", "DENSE_LIMIT"]
 
 DENSE_LIMIT = 2_000_000
 """Largest ``Q² · q1`` (flops of the dense product) for which the dense strategy is used."""
@@ -86,34 +86,76 @@ def _term_csr(t: ReTerm, sw: NDArray[np.float64], col0: int, ncols: int) -> sp.c
     return sp.csr_matrix((vals.ravel(), cols.ravel(), indptr), shape=(n, ncols))
 
 
+@dataclass
+class CrossProducts:
+    """The weighted cross-products of ``[Z X y]`` that the blocked system needs.
+
+    Attributes
+    ----------
+    a11 : ndarray, shape (nl1, nc1, nc1)
+        Diagonal blocks of ``Z1ᵀWZ1``.
+    a_r1 : scipy.sparse.csr_matrix, shape (Q, q1)
+        ``RᵀWZ1`` with ``R = [Z2 … Zk X y]``.
+    a_rr : ndarray, shape (Q, Q)
+        ``RᵀWR``.
+    n, p : int
+        Observations and fixed effects.
+
+    Cross-products of row chunks add up to those of the whole data, which is
+    how chunked and distributed data are reduced (:mod:`lmm.chunked`).
+    """
+
+    a11: NDArray[np.float64]
+    a_r1: sp.csr_matrix
+    a_rr: NDArray[np.float64]
+    n: int
+    p: int
+
+    def __add__(self, other: CrossProducts) -> CrossProducts:
+        return CrossProducts(self.a11 + other.a11, (self.a_r1 + other.a_r1).tocsr(), self.a_rr + other.a_rr, self.n + other.n, self.p)
+
+
+def crossproducts(
+    reterms: tuple[ReTerm, ...], X: NDArray[np.float64], y: NDArray[np.float64], weights: NDArray[np.float64] | None
+) -> CrossProducts:
+    """Form the cross-products of rows held in memory (terms first, largest term first)."""
+    n, p = X.shape
+    sw = np.ones(n) if weights is None else np.sqrt(weights)
+    t1 = reterms[0]
+    zw1 = t1.z * sw[:, None]
+    a11 = np.empty((t1.nl, t1.nc, t1.nc))
+    for a in range(t1.nc):
+        for b in range(a + 1):
+            v = np.bincount(t1.refs, weights=zw1[:, a] * zw1[:, b], minlength=t1.nl)
+            a11[:, a, b] = v
+            a11[:, b, a] = v
+    z1 = _term_csr(t1, sw, 0, t1.q)
+    parts = [_term_csr(t, sw, 0, t.q) for t in reterms[1:]]
+    xy = np.column_stack([X * sw[:, None], y * sw])
+    r_sparse = sp.hstack(parts + [sp.csr_matrix(xy)], format="csc") if parts else sp.csc_matrix(xy)
+    a_r1 = (r_sparse.T @ z1).tocsr()
+    a_rr = r_sparse.T @ r_sparse
+    a_rr = np.ascontiguousarray(np.asarray(a_rr.toarray() if sp.issparse(a_rr) else a_rr))
+    return CrossProducts(a11=a11, a_r1=a_r1, a_rr=a_rr, n=n, p=p)
+
+
 class BlockedSystem:
     """Cross-products of ``[Z X y]`` and the per-θ factorisation (see the module docs).
 
     Parameters
     ----------
     reterms : sequence of ReTerm
-        Random-effects terms, the first one with the most levels.
-    X : ndarray, shape (n, p)
-    y : ndarray, shape (n,)
-        Response minus offset.
-    weights : ndarray or None
-        Prior weights.
+        Random-effects terms, the first one with the most levels (only their
+        shapes are used here: a term of chunked data carries no rows).
+    cp : CrossProducts
+        The weighted cross-products of ``[Z X y]``.
     theta_map : ThetaMap
     """
 
-    def __init__(
-        self,
-        reterms: tuple[ReTerm, ...],
-        X: NDArray[np.float64],
-        y: NDArray[np.float64],
-        weights: NDArray[np.float64] | None,
-        theta_map: ThetaMap,
-    ) -> None:
-        n, p = X.shape
-        self.n, self.p = n, p
+    def __init__(self, reterms: tuple[ReTerm, ...], cp: CrossProducts, theta_map: ThetaMap) -> None:
+        self.n, self.p = cp.n, cp.p
         self.theta_map = theta_map
         self.reterms = reterms
-        sw = np.ones(n) if weights is None else np.sqrt(weights)
         t1 = reterms[0]
         self.nc1, self.nl1 = t1.nc, t1.nl
         self.q1 = t1.q
@@ -121,37 +163,27 @@ class BlockedSystem:
         self.qs = [t.q for t in reterms]
         self.q = int(sum(self.qs))
         self.qr = self.q - self.q1  # random effects in the rest block
-        self.Q = self.qr + p + 1
-
-        # a11: nl1 blocks of nc1 x nc1
-        zw1 = t1.z * sw[:, None]
-        a11 = np.empty((self.nl1, self.nc1, self.nc1))
-        for a in range(self.nc1):
-            for b in range(a + 1):
-                v = np.bincount(t1.refs, weights=zw1[:, a] * zw1[:, b], minlength=self.nl1)
-                a11[:, a, b] = v
-                a11[:, b, a] = v
-        self.a11 = a11
-
-        # rest columns: the other terms (sparse), then X and y (dense)
-        z1 = _term_csr(t1, sw, 0, self.q1)
-        parts = []
-        col = 0
-        for t in rest:
-            parts.append(_term_csr(t, sw, 0, t.q))
-            col += t.q
-        xy = np.column_stack([X * sw[:, None], y * sw])
-        r_sparse = sp.hstack(parts + [sp.csr_matrix(xy)], format="csc") if parts else sp.csc_matrix(xy)
-        self.a_r1 = (r_sparse.T @ z1).tocsr()
-        a_rr = r_sparse.T @ r_sparse
-        self.a_rr = np.asarray(a_rr.toarray() if sp.issparse(a_rr) else a_rr)
-        self.a_rr = np.ascontiguousarray(self.a_rr)
-
+        self.Q = self.qr + self.p + 1
+        self.a11 = cp.a11
+        self.a_r1 = cp.a_r1
+        self.a_rr = cp.a_rr
         # term layout in the rest block
         self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
         self.rest_scalar = all(t.nc == 1 for t in rest)
         self._re_diag = np.arange(self.qr)
         self._choose_strategy()
+
+    @classmethod
+    def from_data(
+        cls,
+        reterms: tuple[ReTerm, ...],
+        X: NDArray[np.float64],
+        y: NDArray[np.float64],
+        weights: NDArray[np.float64] | None,
+        theta_map: ThetaMap,
+    ) -> BlockedSystem:
+        """The system of in-memory data (see :func:`crossproducts`)."""
+        return cls(reterms, crossproducts(reterms, X, y, weights), theta_map)
 
     # ------------------------------------------------------------------ setup
     def _choose_strategy(self) -> None:

@@ -172,7 +172,7 @@ class LinearMixedModel:
         self.theta0, self.lower = tm.theta0, tm.lower
         self.theta_names = tm.names
         self._terms = _term_infos(rts)
-        self._system = BlockedSystem(rts, design.X, self._y_minus_offset(), design.weights, tm)
+        self._system = BlockedSystem.from_data(rts, design.X, self._y_minus_offset(), design.weights, tm)
         self.Zt = None
         self._lambdat_fn = None
         return self
@@ -188,7 +188,7 @@ class LinearMixedModel:
         new.y = ya
         if self.design is not None:
             new.design = dataclasses.replace(self.design, y=ya)
-            new._system = BlockedSystem(self.design.reterms, self.X, new._y_minus_offset(), self.weights, self._theta_map)
+            new._system = BlockedSystem.from_data(self.design.reterms, self.X, new._y_minus_offset(), self.weights, self._theta_map)
         else:
             new._system = GeneralSystem(self.X, new._y_minus_offset(), self.Zt, self._lambdat_fn, self.weights)
         return new

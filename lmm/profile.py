@@ -103,7 +103,7 @@ class Profiler:
         y = design.y - design.X[:, j] * value
         if design.offset is not None:
             y = y - design.offset
-        system = BlockedSystem(design.reterms, X, y, design.weights, self.model._theta_map)
+        system = BlockedSystem.from_data(design.reterms, X, y, design.weights, self.model._theta_map)
         objective = make_objective(system, reml=False, ldW=self.ldW)
         grad: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]] | None = None
         if system.has_gradient:

@@ -86,7 +86,7 @@ def _theta_for(tm: ThetaMap, rng: np.random.Generator) -> np.ndarray:
 
 def _check(terms, X, y, w, theta_rng, strategy=None):
     tm = ThetaMap.from_terms([t.nc for t in terms], [t.nl for t in terms], [t.group for t in terms], [t.cnames for t in terms])
-    system = BlockedSystem(terms, X, y, w, tm)
+    system = BlockedSystem.from_data(terms, X, y, w, tm)
     if strategy is not None:
         _force(system, strategy)
     theta = _theta_for(tm, theta_rng)
@@ -129,9 +129,9 @@ def test_strategy_is_chosen_from_sizes(monkeypatch):
     terms, X, y = _random_design(rng, 300, [(1, 60), (1, 40)], False)
     tm = ThetaMap.from_terms([1, 1], [60, 40], ["g0", "g1"], [("c0",), ("c0",)])
     monkeypatch.setattr(blocked, "DENSE_LIMIT", 0)
-    assert BlockedSystem(terms, X, y, None, tm).strategy in {"map", "dense"}
+    assert BlockedSystem.from_data(terms, X, y, None, tm).strategy in {"map", "dense"}
     monkeypatch.setattr(blocked, "MAP_LIMIT", 0)
-    s = BlockedSystem(terms, X, y, None, tm)
+    s = BlockedSystem.from_data(terms, X, y, None, tm)
     assert s.strategy in {"sparse", "dense"}
 
 
