@@ -100,6 +100,8 @@ class CrossProducts:
         ``RᵀWR``.
     n, p : int
         Observations and fixed effects.
+    ldw : float
+        Sum of the logs of the prior weights.
 
     Cross-products of row chunks add up to those of the whole data, which is
     how chunked and distributed data are reduced (:mod:`lmm.chunked`).
@@ -110,9 +112,12 @@ class CrossProducts:
     a_rr: NDArray[np.float64]
     n: int
     p: int
+    ldw: float = 0.0
 
     def __add__(self, other: CrossProducts) -> CrossProducts:
-        return CrossProducts(self.a11 + other.a11, (self.a_r1 + other.a_r1).tocsr(), self.a_rr + other.a_rr, self.n + other.n, self.p)
+        return CrossProducts(
+            self.a11 + other.a11, (self.a_r1 + other.a_r1).tocsr(), self.a_rr + other.a_rr, self.n + other.n, self.p, self.ldw + other.ldw
+        )
 
 
 def crossproducts(
@@ -136,7 +141,8 @@ def crossproducts(
     a_r1 = (r_sparse.T @ z1).tocsr()
     a_rr = r_sparse.T @ r_sparse
     a_rr = np.ascontiguousarray(np.asarray(a_rr.toarray() if sp.issparse(a_rr) else a_rr))
-    return CrossProducts(a11=a11, a_r1=a_r1, a_rr=a_rr, n=n, p=p)
+    ldw = float(np.sum(np.log(weights))) if weights is not None else 0.0
+    return CrossProducts(a11=a11, a_r1=a_r1, a_rr=a_rr, n=n, p=p, ldw=ldw)
 
 
 class BlockedSystem:

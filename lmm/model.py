@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from .blocked import BlockedSystem, Solution
+from .chunked import chunked_design, is_chunked_source
 from .design import Design, build_design
 from .deviance import make_objective, profiled_deviance
 from .errors import ConvergenceWarning, DataError, SingularFitWarning, warn
@@ -119,6 +120,8 @@ class LinearMixedModel:
         self.theta_names = tuple(f"theta{j}" for j in range(theta0a.size))
         self.design: Design | None = None
         self.data: pd.DataFrame | None = None
+        self._n: int | None = None
+        self._ldW: float | None = None
         self._args: dict[str, Any] = {}
         self.formula: str | None = None
         self.data_name: str | None = None
@@ -146,17 +149,25 @@ class LinearMixedModel:
         ----------
         formula : str
             For instance ``"Reaction ~ Days + (Days | Subject)"``.
-        data : pandas.DataFrame
-            The data; it is never modified.
+        data : pandas.DataFrame, list of DataFrames, callable, Parquet path or Dask DataFrame
+            The data; never modified. Anything but one DataFrame is read in
+            chunks, twice, and never held in memory at once (:mod:`lmm.chunked`).
         reml : bool
             REML (default) or maximum likelihood.
         weights, offset : str or array-like, optional
-            A column name or one value per row of ``data``.
+            A column name or one value per row of ``data`` (column names only
+            for chunked data).
         """
         parsed = parse_formula(formula)
-        design = build_design(parsed, data, weights=weights, offset=offset)
+        cp = None
+        if is_chunked_source(data):
+            design, cp = chunked_design(parsed, data, weights=weights, offset=offset)
+        else:
+            design = build_design(parsed, data, weights=weights, offset=offset)
         self = cls.__new__(cls)
-        self.data = data
+        self.data = data if cp is None else None
+        self._n = cp.n if cp is not None else None
+        self._ldW = cp.ldw if cp is not None else None
         self._args = {"weights": weights, "offset": offset}
         self.design = design
         self.formula = parsed.formula
@@ -172,7 +183,10 @@ class LinearMixedModel:
         self.theta0, self.lower = tm.theta0, tm.lower
         self.theta_names = tm.names
         self._terms = _term_infos(rts)
-        self._system = BlockedSystem.from_data(rts, design.X, self._y_minus_offset(), design.weights, tm)
+        if cp is None:
+            self._system = BlockedSystem.from_data(rts, design.X, self._y_minus_offset(), design.weights, tm)
+        else:
+            self._system = BlockedSystem(rts, cp, tm)
         self.Zt = None
         self._lambdat_fn = None
         return self
@@ -208,11 +222,13 @@ class LinearMixedModel:
     @property
     def nobs(self) -> int:
         """Number of observations."""
-        return int(self.y.shape[0])
+        return self._n if self._n is not None else int(self.y.shape[0])
 
     @property
     def ldW(self) -> float:
         """Sum of the logs of the prior weights."""
+        if self._ldW is not None:
+            return self._ldW
         return float(np.sum(np.log(self.weights))) if self.weights is not None else 0.0
 
     @property
@@ -360,7 +376,7 @@ class LinearMixedModel:
         if self.design is None:
             zt = self.Zt
             return np.asarray(zt.T @ b).reshape(-1)
-        out = np.zeros(self.nobs)
+        out = np.zeros(self.y.shape[0])  # no rows are kept for chunked data
         pos = 0
         for t in self.design.reterms:
             bt = b[pos : pos + t.q].reshape(t.nl, t.nc)

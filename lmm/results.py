@@ -313,6 +313,10 @@ class LmmResult:
         return pd.RangeIndex(self.nobs)
 
     def _expand(self, values: NDArray[np.float64], na_action: str, name: str) -> pd.Series:
+        if self.y.size == 0 and self.nobs > 0:
+            from .errors import DataError
+
+            raise DataError(f"{name} are not kept for a fit from chunked data: call fit.predict(chunk) on each chunk.")
         series = pd.Series(values, index=self._index(), name=name)
         if na_action == "omit":
             return series
