@@ -14,10 +14,11 @@ chunks. So the data are read twice, chunk by chunk:
 Then the small system is fitted as usual. The rows are not kept: fitted values
 and residuals come from :meth:`lmm.results.LmmResult.predict` on each chunk.
 
-Sources: a list (or any re-iterable) of pandas DataFrames; a one-shot iterator
-of DataFrames whose factor columns are already pandas categoricals with every
-level; a Parquet file or directory (pyarrow); a Dask DataFrame (each partition
-reduced by Dask, in parallel on its workers).
+Sources: a list or tuple of pandas DataFrames; a function returning a fresh
+iterator of DataFrames (each call starts the data again: a reader of CSV
+chunks, say); a Parquet file or directory (read in record batches with
+pyarrow); a Dask DataFrame (each partition reduced by Dask where it lives, on
+its workers). A one-shot iterator is refused, since the data are read twice.
 
 Transforms whose state depends on all the data (``center``, ``scale``,
 ``poly``, splines) are refused: compute those columns beforehand.
@@ -40,7 +41,7 @@ from .design import Design, ReTerm, _check_levels, _quote_dotted, _required_vari
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning, warn
 from .formula import ParsedFormula
 
-__all__ = ["is_chunked_source", "chunked_design"]
+__all__ = ["is_chunked_source", "chunked_design", "predict_chunks"]
 
 _STATEFUL = re.compile(r"\b(center|scale|poly|bs|cr|cs|cc|te|hashed|standardize)\s*\(")
 
@@ -73,7 +74,7 @@ def _reader(data: Any, columns: list[str]) -> Callable[[], Iterator[pd.DataFrame
             raise DataError(f"the Parquet data lack the column(s) {missing}.")
 
         def parquet_chunks() -> Iterator[pd.DataFrame]:
-            for batch in dataset.to_batches(columns=columns):
+            for batch in dataset.to_batches(columns=columns or None):
                 yield batch.to_pandas()
 
         return parquet_chunks
@@ -141,25 +142,56 @@ def _typed(chunk: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@dataclass
+class _Levels:
+    """What one chunk says about the levels: picklable, and merged by ``+``."""
+
+    n_total: int = 0
+    n: int = 0
+    seen: dict[str, set[Any]] = field(default_factory=dict)
+    cats: dict[str, list[Any] | None] = field(default_factory=dict)
+    combos: dict[tuple[str, ...], set[tuple[Any, ...]]] = field(default_factory=dict)
+
+    def __add__(self, other: _Levels) -> _Levels:
+        out = _Levels(self.n_total + other.n_total, self.n + other.n, {k: set(v) for k, v in self.seen.items()}, dict(self.cats), {k: set(v) for k, v in self.combos.items()})
+        for col, values in other.seen.items():
+            out.seen.setdefault(col, set()).update(values)
+            if out.cats.get(col) is None:
+                out.cats[col] = other.cats.get(col)
+        for g, values in other.combos.items():
+            out.combos.setdefault(g, set()).update(values)
+        return out
+
+
+def _chunk_levels(chunk: pd.DataFrame, plan: _Plan, group_cols: list[tuple[str, ...]], k: int = 0) -> _Levels:
+    """Levels, interaction-group combinations and complete rows of one chunk."""
+    out = _Levels(n_total=len(chunk))
+    chunk = _complete(_check_chunk(chunk, plan.used, k), plan)
+    out.n = len(chunk)
+    for col in plan.used:
+        s = chunk[col]
+        if _factor_like(s):
+            out.cats[col] = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else None
+            out.seen[col] = set(pd.unique(s.to_numpy()).tolist())
+    for g in group_cols:
+        if len(g) > 1:
+            out.combos[g] = set(map(tuple, chunk[list(g)].drop_duplicates().to_numpy().tolist()))
+    return out
+
+
+def _apply_levels(plan: _Plan, lv: _Levels) -> None:
+    plan.n, plan.n_total = lv.n, lv.n_total
+    plan.levels = {col: _level_order(lv.seen[col], lv.cats.get(col)) for col in lv.seen}
+    plan.combos = {
+        ":".join(g): sorted(v, key=lambda t, g=g: tuple(plan.levels[c].index(x) for c, x in zip(g, t))) for g, v in lv.combos.items()
+    }
+
+
 def _pass_one(chunks: Iterable[pd.DataFrame], plan: _Plan, group_cols: list[tuple[str, ...]]) -> None:
-    seen: dict[str, set[Any]] = {}
-    cats: dict[str, list[Any] | None] = {}
-    combos: dict[tuple[str, ...], set[tuple[Any, ...]]] = {g: set() for g in group_cols if len(g) > 1}
-    n = 0
+    total = _Levels()
     for k, chunk in enumerate(chunks):
-        plan.n_total += len(chunk)
-        chunk = _complete(_check_chunk(chunk, plan.used, k), plan)
-        n += len(chunk)
-        for col in plan.used:
-            s = chunk[col]
-            if col in cats or _factor_like(s):
-                cats.setdefault(col, list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else None)
-                seen.setdefault(col, set()).update(pd.unique(s.to_numpy()).tolist())
-        for g in combos:
-            combos[g].update(map(tuple, chunk[list(g)].drop_duplicates().to_numpy().tolist()))
-    plan.n = n
-    plan.levels = {col: _level_order(seen[col], cats[col]) for col in seen}
-    plan.combos = {":".join(g): sorted(v, key=lambda t: tuple(plan.levels[c].index(x) for c, x in zip(g, t))) for g, v in combos.items()}
+        total = total + _chunk_levels(chunk, plan, group_cols, k)
+    _apply_levels(plan, total)
 
 
 def _group_refs(chunk: pd.DataFrame, factors: tuple[str, ...], plan: _Plan) -> np.ndarray:
@@ -232,25 +264,15 @@ def _sum_dask(data: Any, plan: _Plan) -> CrossProducts:
 
 
 def _dask_pass_one(data: Any, plan: _Plan, group_cols: list[tuple[str, ...]]) -> None:
+    """Pass one on Dask: each partition summarised where it lives, summaries merged here (no shuffle)."""
     import dask
 
-    cols = plan.used + [c for c in (plan.weights, plan.offset) if c]
-    ddf = data[cols].dropna()
-    factor_cols = [c for c in plan.used if _factor_like(data[c]._meta)]
-    queries = {c: ddf[c].unique() for c in factor_cols}
-    combo_q = {g: ddf[list(g)].drop_duplicates() for g in group_cols if len(g) > 1}
-    n_q = ddf.shape[0]
-    values, combos, n = dask.compute(queries, combo_q, n_q)
-    plan.n = int(n)
-    plan.levels = {}
-    for c in factor_cols:
-        meta = data[c]._meta
-        cats = list(meta.cat.categories) if isinstance(meta.dtype, pd.CategoricalDtype) and len(meta.cat.categories) else None
-        plan.levels[c] = _level_order(set(pd.Series(values[c]).tolist()), cats)
-    plan.combos = {
-        ":".join(g): sorted(map(tuple, frame.to_numpy().tolist()), key=lambda t, g=g: tuple(plan.levels[c].index(x) for c, x in zip(g, t)))
-        for g, frame in combos.items()
-    }
+    parts = data[plan.used + [c for c in (plan.weights, plan.offset) if c]].to_delayed()
+    results = dask.compute(*[dask.delayed(_chunk_levels)(part, plan, group_cols, k) for k, part in enumerate(parts)])
+    total = _Levels()
+    for r in results:
+        total = total + r
+    _apply_levels(plan, total)
 
 
 # -------------------------------------------------------------------- main
@@ -390,3 +412,59 @@ def _drop_rank_deficient_gram(cp: CrossProducts, xnames: list[str], qr: int) -> 
     rows = list(range(qr)) + [qr + j for j in keep] + [qr + p]
     new = CrossProducts(a11=cp.a11, a_r1=cp.a_r1[rows].tocsr(), a_rr=np.ascontiguousarray(cp.a_rr[np.ix_(rows, rows)]), n=cp.n, p=len(keep), ldw=cp.ldw)
     return new, keep, [xnames[j] for j in range(p) if j not in keep]
+
+
+# ------------------------------------------------------------ after the fit
+def _predict_frame(chunk: pd.DataFrame, fit: Any, re_form: str | None, allow_new_levels: bool) -> pd.DataFrame:
+    """Fitted values and residuals of one chunk; rows with missing values get NaN (lme4's na.exclude)."""
+    design = fit.model.design
+    cols = [c for c in design.fixed_variables] + [c for t in design.reterms for c in t.factors]
+    cols += [c for c in (design.offset_column,) if c]
+    cols = [c for c in dict.fromkeys(cols) if c in chunk.columns]
+    ok = ~chunk[cols].isna().any(axis=1) if cols else pd.Series(True, index=chunk.index)
+    out = pd.DataFrame({"fitted": np.nan, "residual": np.nan}, index=chunk.index)
+    if ok.any():
+        fitted = fit.predict(chunk.loc[ok], re_form=re_form, allow_new_levels=allow_new_levels)
+        out.loc[ok, "fitted"] = fitted.to_numpy()
+        name = design.response[1:-1] if design.response.startswith("`") else design.response
+        if name in chunk.columns:
+            out["residual"] = chunk[name].to_numpy(dtype=np.float64) - out["fitted"].to_numpy()
+    return out
+
+
+def predict_chunks(fit: Any, data: Any, *, re_form: str | None = None, allow_new_levels: bool = False) -> Any:
+    """Fitted values and residuals of ``fit`` on chunked data, one chunk at a time.
+
+    Parameters
+    ----------
+    fit : LmmResult
+        A fit from a formula (in memory or chunked).
+    data : list of DataFrames, callable, Parquet path or Dask DataFrame
+        The rows to predict, read as :func:`chunked_design` reads them.
+    re_form, allow_new_levels
+        As :meth:`lmm.results.LmmResult.predict`.
+
+    Returns
+    -------
+    iterator of DataFrame, or dask DataFrame
+        Per chunk, a DataFrame on the chunk's index with columns ``fitted`` and
+        ``residual`` (response minus fitted; NaN where the response is absent
+        or a row has missing values). For a Dask DataFrame the result is a lazy
+        Dask DataFrame with those columns, computed partition by partition.
+    """
+    if fit.model is None or fit.model.design is None:
+        raise DataError("predict_chunks needs a fit from a formula.")
+    if type(data).__module__.startswith("dask"):
+        meta = pd.DataFrame({"fitted": pd.Series(dtype=float), "residual": pd.Series(dtype=float)})
+        return data.map_partitions(_predict_frame, fit, re_form, allow_new_levels, meta=meta)
+    if isinstance(data, pd.DataFrame):
+        data = [data]
+    if isinstance(data, Iterator):  # one pass is enough here
+        data = (lambda it: lambda: it)(data)
+    reader = _reader(data, [])
+
+    def generate() -> Iterator[pd.DataFrame]:
+        for chunk in reader():
+            yield _predict_frame(chunk, fit, re_form, allow_new_levels)
+
+    return generate()

@@ -316,7 +316,7 @@ class LmmResult:
         if self.y.size == 0 and self.nobs > 0:
             from .errors import DataError
 
-            raise DataError(f"{name} are not kept for a fit from chunked data: call fit.predict(chunk) on each chunk.")
+            raise DataError(f"{name} are not kept for a fit from chunked data: stream them with fit.predict_chunks(data).")
         series = pd.Series(values, index=self._index(), name=name)
         if na_action == "omit":
             return series
@@ -394,6 +394,18 @@ class LmmResult:
         from .predict import simulate
 
         return simulate(self, nsim, seed=seed, re_form=re_form)
+
+    def predict_chunks(self, data: Any, *, re_form: str | None = None, allow_new_levels: bool = False) -> Any:
+        """Fitted values and residuals on chunked data, streamed chunk by chunk.
+
+        ``data`` is a list of DataFrames, a function returning an iterator of
+        them, a Parquet path or a Dask DataFrame; see :func:`lmm.chunked.predict_chunks`.
+        This is how a fit from chunked data, which keeps no rows, gives its
+        fitted values and residuals.
+        """
+        from .chunked import predict_chunks
+
+        return predict_chunks(self, data, re_form=re_form, allow_new_levels=allow_new_levels)
 
     def refit(self, new_y: Any) -> LmmResult:
         """Fit the same model to a new response (same design, started from this θ)."""
