@@ -552,11 +552,26 @@ class LmmResult:
 
         return bootstrap(self, nsim, seed=seed, n_jobs=n_jobs, progress=progress)
 
-    def summary(self) -> Summary:
-        """lme4's ``summary()`` as a :class:`lmm.summary.Summary` (print it for the text)."""
+    def summary(self, ddf: str | None = None, *, correlation: bool | None = None) -> Summary:
+        """lme4's ``summary()`` as a :class:`lmm.summary.Summary`; print it for lme4's text.
+
+        Parameters
+        ----------
+        ddf : {None, "Satterthwaite", "Kenward-Roger"}
+            None: lme4's summary. "Satterthwaite" (or "Kenward-Roger", REML
+            fits): lmerTest's, whose fixed-effects table adds df, Pr(>|t|) and
+            significance stars.
+        correlation : bool, optional
+            Show the correlation of the fixed effects; by default only when
+            there are at most 12 fixed effects, as lme4.
+
+        Returns
+        -------
+        Summary
+        """
         from .summary import Summary
 
-        return Summary.from_result(self)
+        return Summary.from_result(self, ddf=ddf, correlation=correlation)
 
     def __str__(self) -> str:
         return str(self.summary())
@@ -567,4 +582,5 @@ class LmmResult:
         return f"<LmmResult{form}: n={self.nobs}, {crit}={self.objective:.4f}, sigma={self.sigma:.4g}>"
 
     def _repr_html_(self) -> str:
+        """The summary's HTML tables (shown by Jupyter)."""
         return self.summary()._repr_html_()

@@ -144,6 +144,9 @@ def test_chunked_fit_keeps_no_rows():
     assert fit.y.size == 0
     with pytest.raises(DataError, match="predict_chunks"):
         fit.fitted()
+    text = str(fit.summary())
+    assert "REML criterion at convergence: 1743.6" in text
+    assert "fit from chunked data keeps no rows" in text
 
 
 @pytest.mark.parametrize(
