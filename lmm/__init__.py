@@ -18,6 +18,7 @@ from .errors import (
     LmmWarning,
     MissingDataWarning,
     RankDeficiencyWarning,
+    ScaleWarning,
     SingularFitWarning,
 )
 from .formula import parse_formula
@@ -47,5 +48,6 @@ __all__ = [
     "SingularFitWarning",
     "RankDeficiencyWarning",
     "MissingDataWarning",
+    "ScaleWarning",
     "__version__",
 ]

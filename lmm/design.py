@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from .errors import DataError, DesignError, FormulaError, MissingDataWarning, RankDeficiencyWarning, warn
+from .errors import DataError, DesignError, FormulaError, MissingDataWarning, RankDeficiencyWarning, ScaleWarning, warn
 from .formula import BarTerm, ParsedFormula
 
-__all__ = ["ReTerm", "Design", "build_design", "r_column_name"]
+__all__ = ["ReTerm", "Design", "build_design", "r_column_name", "SCALE_TOL"]
 
 
 @dataclass(frozen=True)
@@ -372,6 +372,7 @@ def build_design(
     order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nl)
     reterms = [reterms[i] for i in order]
     _check_levels(reterms, n)
+    _check_scales(y, parsed.response, reterms)
 
     w = w_all[rows] if w_all is not None else None
     if w is not None:
@@ -474,4 +475,51 @@ def _check_levels(reterms: list[ReTerm], n: int) -> None:
                 f"the term ({t.expr} | {t.group}) has {t.q} random effects for {n} observations; "
                 "the random-effects parameters and the residual variance are probably unidentifiable. "
                 "Simplify the term."
+            )
+
+
+SCALE_TOL = 1e3
+"""lme4's ``checkScaleX`` tolerance: a standard deviation outside [1/SCALE_TOL, SCALE_TOL] is flagged."""
+
+
+def _check_scales(y: NDArray[np.float64], response: str, reterms: list[ReTerm]) -> None:
+    """Warn about the scales that cost the fit accuracy (lme4's ``checkScaleX``, applied where it matters here).
+
+    * A random-effects column (not 0/1) with standard deviation above ``SCALE_TOL`` or
+      below ``1/SCALE_TOL`` puts the optimum of its θ near ``1/sd`` times a moderate
+      number, far from the start at 1 and, for large columns, below the singularity
+      tolerance: the optimiser stops short or reports a spurious singular fit.
+    * A response whose mean is more than ``SCALE_TOL`` standard deviations from zero
+      loses about ``2 log10(mean/sd)`` digits in the cross-product ``y'y`` the
+      blocked system is built from; near 1e9 the criterion and θ are wrong.
+
+    Fixed-effects columns are not checked: the profiled criterion is exactly
+    equivariant under their scaling, and the fits agree to rounding (tested).
+    """
+    bad = []
+    for t in reterms:
+        for j, name in enumerate(t.cnames):
+            col = t.z[:, j]
+            if np.all((col == 0.0) | (col == 1.0)):
+                continue
+            sd = float(np.std(col, ddof=1)) if col.size > 1 else 0.0
+            if sd > 0.0 and not (1.0 / SCALE_TOL <= sd <= SCALE_TOL):
+                bad.append(f"{name!r} in ({t.expr} | {t.group}) has standard deviation {sd:.3g}")
+    if bad:
+        warn(
+            "random-effects columns on extreme scales: "
+            + "; ".join(bad)
+            + ". Their variance parameters are hard to optimise: rescale these variables to a standard deviation "
+            "near 1 (e.g. divide by the sd shown) and refit.",
+            ScaleWarning,
+        )
+    if y.size > 1:
+        sd = float(np.std(y, ddof=1))
+        mean = float(np.mean(y))
+        if sd > 0.0 and abs(mean) > SCALE_TOL * sd:
+            warn(
+                f"the response {response!r} has mean {mean:.6g} but standard deviation {sd:.3g}; the fit loses about "
+                f"{2 * np.log10(abs(mean) / sd):.0f} digits to the location. Center it (subtract about {mean:.6g}) "
+                "and refit; the fixed intercept shifts by that amount and nothing else changes.",
+                ScaleWarning,
             )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from .errors import DataError
 from .numderiv import gradient, hessian
 from .optimize import BOUNDARY_TOL
 
@@ -69,7 +70,7 @@ def diagnose(fit: LmmResult) -> Diagnostics:
     """Gradient and Hessian checks of ``fit`` (see the module docs)."""
     model = fit.model
     if model is None:
-        raise ValueError("diagnostics need the fitted model.")
+        raise DataError("diagnostics need the fitted model.")
     theta = fit.theta
 
     def f(th: NDArray[np.float64]) -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "SingularFitWarning",
     "RankDeficiencyWarning",
     "MissingDataWarning",
+    "ScaleWarning",
 ]
 
 
@@ -60,6 +61,10 @@ class RankDeficiencyWarning(LmmWarning):
 
 class MissingDataWarning(LmmWarning):
     """Rows with missing values in a model variable were dropped."""
+
+
+class ScaleWarning(LmmWarning):
+    """A variable's scale or location is extreme enough to cost the fit accuracy; the message says what to rescale."""
 
 
 def warn(message: str, category: type[Warning]) -> None:

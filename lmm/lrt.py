@@ -39,48 +39,46 @@ class AnovaFrame(pd.DataFrame):
         return self.__str__()
 
 
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return ""
-    if p < 2.2e-16:
-        return "< 2.2e-16"
-    return f"{p:.4g}" if p >= 1e-4 else f"{p:.2e}"
-
-
-def _stars(p: float) -> str:
-    if not math.isfinite(p):
-        return ""
-    for cut, mark in [(0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")]:
-        if p < cut:
-            return mark
-    return ""
-
-
 def format_anova(table: pd.DataFrame, heading: str = "") -> str:
-    """The table as R prints it: numbers to 4 significant digits, significance stars."""
+    """The table as R prints an anova table.
+
+    Numbers to 5 significant digits per column (R's ``digits - 2``), p-values
+    to 4 (``format.pval``), counts as integers, missing cells blank,
+    significance stars and their legend.
+    """
+    from .summary import SIGNIF_LEGEND, _format_pval, _stars, r_format
+
     cols = list(table.columns)
-    body = []
-    for name, row in table.iterrows():
-        cells = [str(name)]
-        for c in cols:
-            v = row[c]
+    p_col = next((c for c in cols if c.startswith("Pr(")), None)
+    formatted: dict[str, list[str]] = {}
+    for c in cols:
+        values = table[c].to_numpy(dtype=float)
+        ok = np.isfinite(values)
+        cells = [""] * len(values)
+        if ok.any():
             if c in {"npar", "Df", "NumDF"}:
-                cells.append("" if pd.isna(v) else str(int(v)))
-            elif c.startswith("Pr("):
-                cells.append(_fmt_p(float(v)) if not pd.isna(v) else "")
+                texts = [str(int(v)) for v in values[ok]]
+            elif c == p_col:
+                texts = _format_pval(values[ok], 4)
             else:
-                cells.append("" if pd.isna(v) else f"{float(v):.4g}" if abs(float(v)) < 1e5 else f"{float(v):.1f}")
-        p_col = next((c for c in cols if c.startswith("Pr(")), None)
-        cells.append(_stars(float(row[p_col])) if p_col and not pd.isna(row[p_col]) else "")
+                texts = r_format(values[ok], 5)
+            for i, s in zip(np.flatnonzero(ok), texts):
+                cells[i] = s.strip()
+        formatted[c] = cells
+    body = []
+    for k, name in enumerate(table.index):
+        cells = [str(name)] + [formatted[c][k] for c in cols]
+        pv = float(table[p_col].iloc[k]) if p_col else math.nan
+        cells.append(_stars(pv).strip() if math.isfinite(pv) else "")
         body.append(cells)
     header = [""] + cols + [""]
     widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
     lines = [heading] if heading else []
     for r in [header, *body]:
-        lines.append(" ".join(r[0].ljust(widths[0]) if j == 0 else r[j].rjust(widths[j]) for j in range(len(r))).rstrip())
+        lines.append(" ".join(r[0].ljust(widths[0]) if j == 0 else r[j].ljust(widths[j]) if j == len(r) - 1 else r[j].rjust(widths[j]) for j in range(len(r))))
     if any(r[-1] for r in body):
         lines.append("---")
-        lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        lines.append("Signif. codes:  " + SIGNIF_LEGEND)
     return "\n".join(lines)
 
 
@@ -145,8 +143,12 @@ def anova(*fits: LmmResult, names: list[str] | None = None, refit: bool = True) 
         rows.append(row)
         prev = row
     table = AnovaFrame(rows, index=[names[i] for i in order])
-    heading = "Data: models compared by likelihood-ratio tests"
-    if refitted:
-        heading = "refitting model(s) with ML (instead of REML)\n" + heading
+    data_names = {f.data_name for f in fits}
+    lines = ["refitting model(s) with ML (instead of REML)"] if refitted else []
+    data_name = data_names.pop() if len(data_names) == 1 else None
+    lines.append(f"Data: {data_name}" if data_name else "Data: (the same observations)")
+    lines.append("Models:")
+    lines.extend(f"{names[i]}: {fits[i].formula}" for i in order)
+    heading = "\n".join(lines)
     table.heading = heading
     return table

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from .errors import DataError
 from .optimize import BOUNDARY_TOL, OptSummary
 
 if TYPE_CHECKING:
@@ -314,14 +315,12 @@ class LmmResult:
 
     def _expand(self, values: NDArray[np.float64], na_action: str, name: str) -> pd.Series:
         if self.y.size == 0 and self.nobs > 0:
-            from .errors import DataError
-
             raise DataError(f"{name} are not kept for a fit from chunked data: stream them with fit.predict_chunks(data).")
         series = pd.Series(values, index=self._index(), name=name)
         if na_action == "omit":
             return series
         if na_action != "exclude":
-            raise ValueError(f"na_action must be 'omit' or 'exclude', not {na_action!r}.")
+            raise DataError(f"na_action must be 'omit' or 'exclude', not {na_action!r}.")
         model = self.model
         if model is None or getattr(model, "data", None) is None:
             return series
@@ -345,7 +344,7 @@ class LmmResult:
             if self.weights is not None:
                 r = r * np.sqrt(self.weights)
         elif type != "response":
-            raise ValueError(f"type must be 'response' or 'pearson', not {type!r}.")
+            raise DataError(f"type must be 'response' or 'pearson', not {type!r}.")
         return self._expand(r, na_action, "residuals")
 
     def resid(self, *, scaled: bool = False, na_action: str = "omit") -> pd.Series:
@@ -410,13 +409,13 @@ class LmmResult:
     def refit(self, new_y: Any) -> LmmResult:
         """Fit the same model to a new response (same design, started from this θ)."""
         if self.model is None:
-            raise ValueError("this fit has no model to refit.")
+            raise DataError("this fit has no model to refit.")
         return self.model.with_response(new_y).fit(reml=self.reml, start=self.theta)
 
     def update(self, formula: str | None = None, data: pd.DataFrame | None = None, *, reml: bool | None = None) -> LmmResult:
         """Fit a changed model: another formula, data or REML flag (lme4's ``update``)."""
         if self.model is None:
-            raise ValueError("this fit has no model to update.")
+            raise DataError("this fit has no model to update.")
         use_reml = self.reml if reml is None else reml
         if formula is None and data is None:
             return self.model.fit(reml=use_reml, start=self.theta)
@@ -494,7 +493,7 @@ class LmmResult:
             from .kenward_roger import kr_coef_table
 
             return kr_coef_table(self, self._kenward_roger())
-        raise ValueError(f"ddf must be None, 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
+        raise DataError(f"ddf must be None, 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
 
     def anova(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """Type III F tests of the fixed-effects terms (lmerTest's ``anova``).
@@ -504,14 +503,19 @@ class LmmResult:
         sum-to-zero coding of the factors, whatever coding the fit used.
         ``ddf`` is "Satterthwaite" or "Kenward-Roger" (REML fits).
         """
+        from .lrt import AnovaFrame
         from .satterthwaite import anova_type3
 
-        key = ddf.lower()
+        key = str(ddf).lower()
         if key == "satterthwaite":
-            return anova_type3(self, self._satterthwaite())
-        if key in {"kenward-roger", "kr"}:
-            return anova_type3(self, self._kenward_roger())
-        raise ValueError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
+            table, method = anova_type3(self, self._satterthwaite()), "Satterthwaite's method"
+        elif key in {"kenward-roger", "kr"}:
+            table, method = anova_type3(self, self._kenward_roger()), "Kenward-Roger's method"
+        else:
+            raise DataError(f"ddf must be 'Satterthwaite' or 'Kenward-Roger', not {ddf!r}.")
+        out = AnovaFrame(table)
+        out.heading = f"Type III Analysis of Variance Table with {method}"
+        return out
 
     def confint(self, method: str = "profile", level: float = 0.95, *, nsim: int = 500, seed: Any = None) -> pd.DataFrame:
         """Confidence intervals with lme4's row names and order.
