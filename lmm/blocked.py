@@ -20,28 +20,93 @@ is computed in one of three ways, chosen once per model from the sizes:
 a dense product (small models), a precomputed sparse map from the entries of
 D to the entries of the product (one sparse matrix–vector product per
 evaluation), or a general sparse product (when the map would be too large).
+
+In the sparse strategy with a scalar first term, the levels of the first term
+are split once by their number of entries in ``a_r1``: the *heavy* levels'
+columns are stored densely and their share of the product is one BLAS ``syrk``
+(multi-threaded, written straight into the triangle LAPACK reads), the *light*
+levels' share is a sparse product. A level with ``m`` entries goes dense when
+the sparse product's ``m²`` terms cost more than the ``Q²/2`` multiply-adds of
+its dense rank-one update (:data:`HEAVY_TERM_COST`). The arithmetic is the same
+sum of products either way, so the split changes results only by rounding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.linalg.lapack import dpotrf
+from scipy.linalg.blas import dsymm, dsyrk, dtrsm, dtrsv
+from scipy.linalg.lapack import dlauum, dpotrf, dtrtri
 
 from .design import ReTerm
 from .theta import ThetaMap
 
-__all__ = ["BlockedSystem", "CrossProducts", "crossproducts", "Solution", "MAP_LIMIT", "DENSE_LIMIT"]
+__all__ = ["BlockedSystem", "CrossProducts", "crossproducts", "Solution", "MAP_LIMIT", "DENSE_LIMIT", "HEAVY_TERM_COST", "HEAVY_BYTES"]
 
 DENSE_LIMIT = 2_000_000
 """Largest ``Q² · q1`` (flops of the dense product) for which the dense strategy is used."""
 
 MAP_LIMIT = 40_000_000
 """Largest number of terms in the precomputed product map; above it the sparse product is used."""
+
+HEAVY_TERM_COST = 300.0
+"""Cost of one term of a sparse product, in multiply-adds of a dense BLAS product.
+
+In the sparse strategy a first-term level whose column of ``a_r1`` holds ``m``
+entries is handled densely when ``HEAVY_TERM_COST · m² > Q² / 2`` (measured
+here: ~7 ns a sparse term against ~0.03 ns a ``syrk`` multiply-add on 2 cores;
+on MovieLens-1M the product time is flat between 200 and 800)."""
+
+FACTOR_CACHE_MIN = 1000
+"""Smallest rest block whose last factor is kept for reuse at the same θ."""
+
+MOMENT_START_MIN = 1000
+"""Smallest rest block for which :meth:`BlockedSystem.start_point` offers the moment start (where an evaluation is costly)."""
+
+MOMENT_STEP = 0.1
+"""Length of L-BFGS-B's first step from the moment start (one evaluation fewer on MovieLens-1M and InstEval than 1)."""
+
+HEAVY_BYTES = 512 * 2**20
+"""Most memory for the dense columns of the heavy levels; the heaviest are kept when more qualify."""
+
+
+def chol_inverse(lower: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """The inverse of ``L Lᵀ`` from the lower Cholesky factor ``L`` (lower triangle returned, Fortran order).
+
+    ``trtri`` then ``lauum``: the same computation as LAPACK ``potri``, which is
+    measured 2× slower here through scipy's wrapper. Returns None if L is singular.
+    Only the lower triangle of ``lower`` is read; the result's upper triangle is
+    whatever ``lower`` held there.
+    """
+    if lower.shape[0] == 0:
+        return np.zeros((0, 0))
+    linv, info = dtrtri(np.array(lower, order="F"), lower=1, overwrite_c=1)
+    if info != 0:
+        return None
+    sinv, info = dlauum(linv, lower=1, overwrite_c=1)
+    return None if info != 0 else sinv
+
+
+@dataclass
+class _HeavyLight:
+    """The first-term levels split for the product ``a_r1 D a_r1ᵀ`` (scalar first term).
+
+    ``heavy``/``light`` are level indices; ``hcols`` (h, Q) holds the heavy
+    columns densely (C order, so ``hcols.T`` is a Fortran-ordered ``Q × h``);
+    ``al`` is the light columns (CSR, ``Q × nlight``) and ``al_rows`` the row of
+    each of its entries.
+    """
+
+    heavy: NDArray[np.intp]
+    light: NDArray[np.intp]
+    hcols: NDArray[np.float64]
+    al: sp.csr_matrix
+    al_rows: NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -177,6 +242,7 @@ class BlockedSystem:
         self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
         self.rest_scalar = all(t.nc == 1 for t in rest)
         self._re_diag = np.arange(self.qr)
+        self._last_factor: tuple[bytes, tuple[float, NDArray[np.float64], NDArray[np.float64]], Any] | None = None
         self._choose_strategy()
 
     @classmethod
@@ -298,6 +364,8 @@ class BlockedSystem:
             flat = G.reshape(-1)
             flat[self._map_lower] -= vals
             flat[self._map_upper] -= vals[self._map_off]
+        elif self.nc1 == 1 and self.rest_scalar:
+            return self._schur_split(D, lams)[0]
         else:
             dmat = sp.block_diag(list(D), format="csr") if self.nc1 > 1 else sp.diags(D[:, 0, 0])
             prod = self.a_r1 @ dmat @ self.a_r1.T
@@ -312,6 +380,101 @@ class BlockedSystem:
             G = np.asarray(lr.T @ (lr.T @ G).T)
         G[self._re_diag, self._re_diag] += 1.0
         return G
+
+    def _schur_split(self, D: NDArray[np.float64], lams: list[NDArray[np.float64]], want_dprime: bool = False) -> tuple[NDArray[np.float64], Any]:
+        """The sparse strategy's S for all-scalar models: heavy levels by ``syrk``, light ones by a sparse product.
+
+        Only the triangle LAPACK reads is formed. With ``want_dprime``, also the
+        light levels' share of the gradient's ``P'`` (see :meth:`_add_product`).
+        """
+        s = self._rest_scale(lams)
+        S = np.multiply(self.a_rr, s[:, None])
+        S *= s[None, :]
+        dvec2 = None
+        if want_dprime:
+            t1 = lams[0][0, 0]
+            m1 = t1 * t1 * self.a11[:, 0, 0] + 1.0
+            dvec2 = (t1 * t1) / (m1 * m1)
+        extra = self._add_product(S.T, D[:, 0, 0], s, self.Q, -1.0, dvec2=dvec2)
+        S[self._re_diag, self._re_diag] += 1.0
+        return S, extra
+
+    def _heavy_light(self) -> _HeavyLight:
+        """The heavy/light split of the first-term levels (scalar first term), made on first use."""
+        hl: _HeavyLight | None = getattr(self, "_hl", None)
+        if hl is not None:
+            return hl
+        Q = self.Q
+        csc = self.a_r1.tocsc()
+        counts = np.diff(csc.indptr).astype(np.float64)
+        heavy_mask = HEAVY_TERM_COST * counts * counts > 0.5 * Q * Q
+        most = max(0, HEAVY_BYTES // (8 * Q))
+        if np.count_nonzero(heavy_mask) > most:
+            order = np.argsort(-counts, kind="stable")
+            heavy_mask = np.zeros(counts.size, dtype=bool)
+            heavy_mask[order[:most]] = True
+        heavy = np.flatnonzero(heavy_mask)
+        light = np.flatnonzero(~heavy_mask)
+        hcols = np.ascontiguousarray(csc[:, heavy].toarray().T)
+        al = csc[:, light].tocsr()
+        al.sort_indices()
+        al_rows = np.repeat(np.arange(Q), np.diff(al.indptr))
+        hl = _HeavyLight(heavy=heavy, light=light, hcols=hcols, al=al, al_rows=al_rows)
+        self._hl = hl
+        return hl
+
+    def _add_product(
+        self,
+        F: NDArray[np.float64],
+        dvec: NDArray[np.float64],
+        s: NDArray[np.float64],
+        m: int,
+        alpha: float,
+        *,
+        light: bool = True,
+        dvec2: NDArray[np.float64] | None = None,
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]] | None:
+        """``F += alpha · (s∘a_r1) diag(dvec) (s∘a_r1)ᵀ`` restricted to the leading ``m`` rows and columns.
+
+        ``F`` is a Fortran-ordered ``m × m`` array; only its lower triangle is
+        updated (scalar first term; ``dvec ≥ 0``, one entry per level). With
+        ``light=False`` only the heavy levels' share is added. With ``dvec2``, the
+        light levels' share of the product with ``dvec2`` in place of ``dvec`` comes
+        out of the same sparse product (complex weights ``dvec + i·dvec2``) and is
+        returned as ``(rows, cols, values)`` of its lower triangle, not added.
+        """
+        hl = self._heavy_light()
+        if hl.heavy.size:
+            W = hl.hcols[:, :m] * (np.sqrt(dvec[hl.heavy])[:, None] * s[None, :m])
+            out = dsyrk(alpha, W.T, beta=1.0, c=F, trans=0, lower=1, overwrite_c=1)
+            if not np.shares_memory(out, F):  # pragma: no cover - scipy copies only non-Fortran input
+                F[...] = np.tril(out) + np.triu(F, 1)
+        if not (light and hl.light.size):
+            return None
+        al = hl.al
+        sa = al.data * s[hl.al_rows]
+        if dvec2 is None:
+            As = sp.csr_matrix((sa * np.sqrt(dvec[hl.light])[al.indices], al.indices, al.indptr), shape=al.shape)
+            As = As[:m] if m < self.Q else As
+            P = (As @ As.T).tocsr()
+        else:
+            left = sp.csr_matrix((sa * (dvec + 1j * dvec2)[hl.light][al.indices], al.indices, al.indptr), shape=al.shape)
+            right = sp.csr_matrix((sa, al.indices, al.indptr), shape=al.shape)
+            if m < self.Q:
+                left, right = left[:m], right[:m]
+            P = (left @ right.T).tocsr()
+        rows = np.repeat(np.arange(m), np.diff(P.indptr))
+        cols = P.indices
+        low = rows >= cols
+        rows, cols, vals = rows[low], cols[low], P.data[low]
+        flat = F.T.reshape(-1)  # F[i, j] lives at j*m + i
+        if not np.shares_memory(flat, F):  # pragma: no cover
+            raise RuntimeError("the product target must be a contiguous Fortran-ordered array")
+        if dvec2 is None:
+            flat[cols * m + rows] += alpha * vals
+            return None
+        flat[cols * m + rows] += alpha * vals.real
+        return rows, cols, vals.imag
 
     def _rest_scale(self, lams: list[NDArray[np.float64]]) -> NDArray[np.float64]:
         """Diagonal of Λ_R when every term of the rest block is scalar (1 for X and y)."""
@@ -330,19 +493,38 @@ class BlockedSystem:
 
         Returns ``(logdet_L11, D, L)`` where L is the lower Cholesky factor of the
         Schur complement (returned as a view whose lower triangle holds the factor),
-        or None when the system is not positive definite at θ.
+        or None when the system is not positive definite at θ. The result must not
+        be modified: for large rest blocks the last one is kept and returned again
+        for the same θ (the optimiser's last evaluation is usually the point that
+        :meth:`solve` and :meth:`conditional_covariances` then factor).
         """
+        return self._factor(theta)[0]
+
+    def _factor(
+        self, theta: NDArray[np.float64], want_dprime: bool = False
+    ) -> tuple[tuple[float, NDArray[np.float64], NDArray[np.float64]] | None, Any]:
+        """:meth:`factor`, and the light levels' share of ``P'`` when asked and available (see the gradient)."""
+        theta = np.asarray(theta, dtype=np.float64)
+        key = theta.tobytes()
+        last = self._last_factor
+        if last is not None and last[0] == key:
+            return last[1], last[2]
         lams = self.theta_map.lambdas(theta)
         ld1, D, _ = self._first_block(lams[0])
         if D is None:
-            return None
-        S = self._schur(D, lams)
+            return None, None
+        if self.strategy == "sparse" and self.nc1 == 1 and self.rest_scalar:
+            S, extra = self._schur_split(D, lams, want_dprime)
+        else:
+            S, extra = self._schur(D, lams), None
         # S is symmetric: factor its transpose (Fortran order, no copy); the lower
         # triangle of the result, read in Fortran order, is the factor.
         c, info = dpotrf(S.T, lower=1, clean=0, overwrite_a=1)
         if info != 0:
-            return None
-        return ld1, D, c
+            return None, None
+        if self.Q >= FACTOR_CACHE_MIN:
+            self._last_factor = (key, (ld1, D, c), extra)
+        return (ld1, D, c), extra
 
     def evaluate(self, theta: NDArray[np.float64]) -> tuple[float, float, float] | None:
         """``(ldL2, ldRX2, pwrss)`` at θ, or None when the system is singular."""
@@ -367,7 +549,14 @@ class BlockedSystem:
         qr, p = self.qr, self.p
         # rest unknowns [u_rest; beta]: T^T x = c, with c the y row of L
         c = np.array(L[-1, :-1])
-        x = scipy.linalg.solve_triangular(L[:-1, :-1], c, lower=True, trans="T", check_finite=False) if c.size else c
+        if c.size and L.flags.f_contiguous:
+            # solve with the whole factor (no copy of the leading block): a zero last
+            # right-hand side gives a zero last unknown, so the leading block's system is solved exactly
+            x = dtrsv(L, np.append(c, 0.0), lower=1, trans=1)[:-1]
+        elif c.size:
+            x = scipy.linalg.solve_triangular(L[:-1, :-1], c, lower=True, trans="T", check_finite=False)
+        else:
+            x = c
         u_rest, beta = x[:qr], x[qr:]
         # first-term unknowns: M_s u1_s = lam1^T (a_1y - a_1R' [Lambda_R' u_rest; beta])
         if self.rest_scalar:
@@ -428,6 +617,8 @@ class BlockedSystem:
         lams = self.theta_map.lambdas(theta)
         lam1 = lams[0]
         nc1, nl1, qr = self.nc1, self.nl1, self.qr
+        if nc1 == 1 and self.rest_scalar and qr:
+            return self._scalar_conditional_covariances(lams, Lf)
         M = np.matmul(np.matmul(lam1.T[None], self.a11), lam1[None])
         idx = np.arange(nc1)
         M[:, idx, idx] += 1.0
@@ -465,11 +656,143 @@ class BlockedSystem:
             covs.append(np.matmul(np.matmul(lam[None], blocks), lam.T[None]))
         return covs
 
+    def _scalar_conditional_covariances(self, lams: list[NDArray[np.float64]], Lf: NDArray[np.float64]) -> list[NDArray[np.float64]]:
+        """:meth:`conditional_covariances` when every term is scalar, from ``S⁻¹`` of the rest block.
+
+        A first-term level's variance is ``θ1²/m_s · (1 + θ1²/m_s · c_sᵀ S⁻¹ c_s)``
+        with ``c_s`` its column of ``a_r1`` scaled by Λ_R (the same number as
+        ``1 + ||T⁻¹ l_s||²`` of the general path, without solving for every level).
+        """
+        qr = self.qr
+        sinv = chol_inverse(Lf[:qr, :qr])
+        if sinv is None:
+            raise np.linalg.LinAlgError("the rest block is singular")
+        s = self._rest_scale(lams)
+        t1 = lams[0][0, 0]
+        m1 = t1 * t1 * self.a11[:, 0, 0] + 1.0
+        qf = self._level_quadratic_forms(sinv, s, qr, factor=Lf)
+        covs = [((t1 * t1 / m1) * (1.0 + (t1 * t1) * qf / m1))[:, None, None]]
+        sdiag = np.diagonal(sinv)
+        for k, t in enumerate(self.reterms[1:]):
+            a = int(self.rest_offsets[k])
+            tk = lams[k + 1][0, 0]
+            covs.append((tk * tk * sdiag[a : a + t.q])[:, None, None])
+        return covs
+
+    def _level_quadratic_forms(
+        self,
+        sinv: NDArray[np.float64],
+        s: NDArray[np.float64],
+        m: int,
+        max_pairs: int = 4_000_000,
+        factor: NDArray[np.float64] | None = None,
+    ) -> NDArray[np.float64]:
+        """``c_sᵀ S⁻¹ c_s`` per first-term level, ``c_s = s ∘ a_r1[:m, s]`` (scalar first term).
+
+        ``sinv`` holds ``S⁻¹`` (``m × m``) in its lower triangle, Fortran order;
+        ``factor``, if given, is the Fortran-ordered lower Cholesky factor whose
+        leading ``m × m`` block factors S. Heavy levels: ``||L⁻¹ c_s||²`` by one BLAS
+        ``trsm`` with the whole factor (zero right-hand sides below row m leave
+        the leading solution alone; half the flops of a ``symm`` with S⁻¹), or
+        ``symm`` without it. Light levels, grouped by their number of entries ``k``:
+        the ``k × k`` blocks of ``S⁻¹`` at each level's rows are gathered (at most
+        ``max_pairs`` entries at a time) and contracted.
+        """
+        hl = self._heavy_light()
+        qf = np.zeros(self.nl1)
+        if hl.heavy.size and factor is not None and factor.flags.f_contiguous and factor.shape[0] >= m:
+            B = np.zeros((hl.heavy.size, factor.shape[0]))
+            np.multiply(hl.hcols[:, :m], s[None, :m], out=B[:, :m])
+            W = dtrsm(1.0, factor, B.T, side=0, lower=1, overwrite_b=1)
+            qf[hl.heavy] = np.einsum("ij,ij->j", W[:m], W[:m])
+        elif hl.heavy.size:
+            X = hl.hcols[:, :m] * s[None, :m]
+            Y = dsymm(1.0, sinv, X.T, side=0, lower=1)
+            qf[hl.heavy] = np.einsum("ij,ji->j", Y, X)
+        if hl.light.size:
+            csc = hl.al[:m].tocsc()
+            csc.sort_indices()
+            full = np.triu(sinv.T)  # C order, upper triangle = S⁻¹'s lower one transposed
+            full += np.triu(full, 1).T
+            counts = np.diff(csc.indptr)
+            vals = csc.data * s[csc.indices]
+            order = np.argsort(counts, kind="stable")
+            bounds = np.flatnonzero(np.diff(counts[order])) + 1
+            for grp in np.split(order, bounds):
+                k = int(counts[grp[0]])
+                if k == 0:
+                    continue
+                step = max(1, max_pairs // (k * k))
+                for a in range(0, grp.size, step):
+                    lv = grp[a : a + step]
+                    idx = csc.indptr[lv][:, None] + np.arange(k)[None, :]
+                    r, v = csc.indices[idx], vals[idx]
+                    blocks = full[r[:, :, None], r[:, None, :]]
+                    qf[hl.light[lv]] = np.einsum("gi,gij,gj->g", v, blocks, v)
+        return qf
+
+    def start_point(self) -> NDArray[np.float64] | None:
+        """The start the fit should use instead of lme4's θ = 1, or None.
+
+        For all-scalar models whose rest block has at least :data:`MOMENT_START_MIN`
+        rows, :meth:`moment_start` (it cut the L-BFGS-B evaluations from 15 to 9
+        on a MovieLens-1M-sized model and from 21 to 12 on InstEval, to the same
+        optimum); small models keep lme4's start, and so their reference results.
+        """
+        if self.Q < MOMENT_START_MIN:
+            return None
+        return self.moment_start()
+
+    def moment_start(self) -> NDArray[np.float64] | None:
+        """A start for θ from one-way moment estimates, for models whose terms are all scalar.
+
+        From the cross-products only: with the OLS residuals' sums ``R_g`` and the
+        sizes ``n_g = Σ z²`` of the levels of term k, ``Σ_g R_g²/n_g ≈ N σ_k² + G_k (V − σ_k²)``
+        where ``V = RSS/(N − p)`` is the total variance, which gives ``σ_k²``; then
+        ``σ² = V − Σ σ_k²`` and ``θ_k = σ_k/σ``. Returns None when an estimate is
+        not positive (the default start is used then). Only a start: the optimiser
+        still converges to its own tolerances.
+        """
+        if not (self.nc1 == 1 and self.rest_scalar) or self.n <= self.p:
+            return None
+        qr, p = self.qr, self.p
+        xx = self.a_rr[qr : qr + p, qr : qr + p]
+        xy = self.a_rr[qr : qr + p, -1]
+        try:
+            beta = np.linalg.solve(xx, xy) if p else np.zeros(0)
+        except np.linalg.LinAlgError:
+            return None
+        rss = float(self.a_rr[-1, -1] - beta @ xy)
+        V = rss / (self.n - p)
+        if not V > 0:
+            return None
+        a_r1 = self.a_r1
+        tail = np.asarray(a_r1[qr:].toarray())  # X and y rows: (p + 1, q1)
+        sums = [tail[-1] - beta @ tail[:-1]]
+        sizes = [self.a11[:, 0, 0]]
+        diag = np.diagonal(self.a_rr)
+        for k in range(len(self.reterms) - 1):
+            a, b = int(self.rest_offsets[k]), int(self.rest_offsets[k + 1])
+            sums.append(self.a_rr[a:b, -1] - self.a_rr[a:b, qr : qr + p] @ beta)
+            sizes.append(diag[a:b])
+        sig2 = []
+        for r, nz in zip(sums, sizes):
+            ok = nz > 0
+            G = int(np.count_nonzero(ok))
+            N = float(np.sum(nz[ok]))
+            if N <= G:
+                return None
+            sig2.append((float(np.sum(r[ok] ** 2 / nz[ok])) - G * V) / (N - G))
+        s2 = V - sum(sig2)
+        if not (min(sig2) > 0 and s2 > 0):
+            return None
+        return np.sqrt(np.array(sig2) / s2)
+
     # ---------------------------------------------------------- gradient
     @property
     def has_gradient(self) -> bool:
         """Whether :meth:`objective_and_gradient` is available (every term scalar, no general sparse product)."""
-        return self.nc1 == 1 and self.rest_scalar and self.strategy in ("dense", "map")
+        return self.nc1 == 1 and self.rest_scalar
 
     def objective_and_gradient(
         self, theta: NDArray[np.float64], *, reml: bool, ldW: float = 0.0
@@ -485,15 +808,15 @@ class BlockedSystem:
 
         where ``tr_k`` sums the diagonal of ``M⁻¹`` over term ``k``. Both vanish at
         ``θ_k = 0`` (the objective is even in each θ_k). The diagonal of ``M⁻¹`` comes
-        from the inverse of the rest block's factor (LAPACK ``potri``) and, for the
-        first term, from the same sparse map as the objective.
+        from the inverse of the rest block's factor (:func:`chol_inverse`) and, for the
+        first term, from the same sparse map as the objective (map strategy), or
+        (sparse strategy) as ``tr(S⁻¹ P')`` with ``P' = (s∘a_r1) diag(θ1²/m1²) (s∘a_r1)ᵀ``
+        formed like the Schur product (heavy levels by ``syrk``, light ones sparse).
         """
-        from scipy.linalg.lapack import dpotri
-
         from .deviance import profiled_deviance
 
         nth = theta.size
-        out = self.factor(theta)
+        out, light_dprime = self._factor(theta, want_dprime=True)
         if out is None:
             return np.inf, np.zeros(nth)
         ld1, D, Lf = out
@@ -511,9 +834,10 @@ class BlockedSystem:
         nprime = n - p if reml else n
         # inverse of the leading m_r block of the rest factor
         if m_r:
-            sinv, info = dpotri(np.array(Lf[:m_r, :m_r], order="F"), lower=1)
-            if info != 0:
+            sinv_or_none = chol_inverse(Lf[:m_r, :m_r])
+            if sinv_or_none is None:
                 return f, np.full(nth, np.nan)
+            sinv = sinv_or_none
             sdiag = np.diagonal(sinv).copy()
         else:
             sinv, sdiag = np.zeros((0, 0)), np.zeros(0)
@@ -521,8 +845,21 @@ class BlockedSystem:
         t1 = lams[0][0, 0]
         m1 = t1 * t1 * self.a11[:, 0, 0] + 1.0
         # quadratic forms l_s^T Sinv l_s of the first-term columns of L_R1
+        qsum = None  # sum over levels of qf / m1, when the qf themselves are not formed
         if m_r == 0:
             qf = np.zeros(self.nl1)
+        elif self.strategy == "sparse":
+            # sum_s (t1²/m1²) c_sᵀ Sinv c_s = tr(Sinv P') over the lower triangle (sinv's upper is not read)
+            Pp = np.zeros((m_r, m_r), order="F")
+            self._add_product(Pp, (t1 * t1) / (m1 * m1), s, m_r, 1.0, light=light_dprime is None)
+            if light_dprime is not None:  # the light share came with the Schur product
+                rows, cols, vals = light_dprime
+                inside = rows < m_r
+                Pp.T.reshape(-1)[cols[inside] * m_r + rows[inside]] += vals[inside]
+            dd = float(np.dot(np.diagonal(Pp), np.diagonal(sinv)))
+            Pp *= sinv  # Pp's upper triangle is zero, sinv's holds finite leftovers: the sum is the lower one
+            qsum = 2.0 * float(np.sum(Pp)) - dd
+            qf = np.zeros(0)
         elif self.strategy == "dense":
             B = self._a_r1_dense[:m_r] * s[:m_r, None]
             qf = np.einsum("ij,ij->j", B, sinv_full(sinv) @ B) * (t1 * t1) / m1
@@ -535,7 +872,7 @@ class BlockedSystem:
             w[keep & (i != j)] *= 2.0
             qf = (self._map.T @ w) * (t1 * t1) / m1
         grad = np.zeros(nth)
-        tr1 = float(np.sum((1.0 + qf) / m1))
+        tr1 = float(np.sum(1.0 / m1)) + qsum if qsum is not None else float(np.sum((1.0 + qf) / m1))
         if t1 > 0:
             grad[0] = (2.0 / t1) * (self.q1 - tr1) - 2.0 * nprime * float(u1 @ u1) / (t1 * pwrss)
         for k, t in enumerate(self.reterms[1:]):

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
-from .blocked import BlockedSystem, Solution
+from .blocked import MOMENT_STEP, BlockedSystem, Solution
 from .chunked import chunked_design, is_chunked_source
 from .design import Design, build_design
 from .deviance import make_objective, profiled_deviance
@@ -264,7 +264,9 @@ class LinearMixedModel:
         reml : bool, optional
             Override the model's REML flag for this fit.
         start : array-like, optional
-            Start point (default: the model's ``theta0``).
+            Start point (default: the model's ``theta0``; for large models whose
+            terms are all scalar, a moment estimate, see
+            :meth:`lmm.blocked.BlockedSystem.start_point`).
         maxeval : int
             Evaluation budget of each optimiser run.
 
@@ -276,16 +278,23 @@ class LinearMixedModel:
         if use_reml and self.nobs <= self.X.shape[1]:
             raise DataError(f"REML needs more observations ({self.nobs}) than fixed effects ({self.X.shape[1]}).")
         objective = make_objective(self._system, reml=use_reml, ldW=self.ldW)
-        theta0 = self.theta0 if start is None else np.asarray(start, dtype=np.float64)
-        gradient = None
         system = self._system
+        theta0 = self.theta0 if start is None else np.asarray(start, dtype=np.float64)
+        step_scale = None
+        if start is None and isinstance(system, BlockedSystem):
+            # large all-scalar models start from a moment estimate (see BlockedSystem.start_point),
+            # with L-BFGS-B's first step shortened to 0.1 so that it stays near that start
+            moment = system.start_point()
+            if moment is not None and moment.shape == self.theta0.shape:
+                theta0, step_scale = moment, np.full(moment.shape, MOMENT_STEP)
+        gradient = None
         if isinstance(system, BlockedSystem) and system.has_gradient:
             ldW = self.ldW
 
             def gradient(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
                 return system.objective_and_gradient(theta, reml=use_reml, ldW=ldW)
 
-        opt = optimize_theta(objective, theta0, self.lower, gradient=gradient, maxeval=maxeval)
+        opt = optimize_theta(objective, theta0, self.lower, gradient=gradient, maxeval=maxeval, step_scale=step_scale if gradient else None)
         theta = opt.final
         if self.design is not None:
             theta = self._theta_map.rectify(theta)

@@ -160,9 +160,18 @@ def _lbfgsb(
     lower: NDArray[np.float64],
     maxeval: int,
     upper: NDArray[np.float64] | None = None,
+    scale: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], float, bool, str]:
     from scipy.optimize import Bounds, minimize
 
+    if scale is not None:
+        # minimise over z = x / scale: L-BFGS-B's first step has length 1 in z, i.e. |scale| in x
+        def fgz(z: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+            val, grad = fg(z * scale)
+            return val, grad * scale
+
+        z, fz, ok, msg = _lbfgsb(fgz, x0 / scale, lower / scale, maxeval, None if upper is None else upper / scale)
+        return z * scale, fz, ok, msg
     bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf) if upper is None else upper)
     res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL, "maxfun": maxeval})
     return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
@@ -177,6 +186,7 @@ def optimize_theta(
     upper: NDArray[np.float64] | None = None,
     maxeval: int = 10_000,
     restart_on_boundary: bool = True,
+    step_scale: NDArray[np.float64] | None = None,
 ) -> OptSummary:
     """Minimise ``objective`` over θ ≥ ``lower`` starting from ``theta0``.
 
@@ -197,6 +207,10 @@ def optimize_theta(
         Restart from other points when the first run ends on the boundary, and
         set tiny diagonal elements to zero when that does not raise the objective.
         Turn it off for problems whose bounded elements are not diagonals of λ.
+    step_scale : ndarray, optional
+        Positive scale of each element of θ for L-BFGS-B, which then works on
+        θ / ``step_scale``: its first step (length 1 in those units) becomes
+        ``|step_scale|`` long. For a start already near the optimum (default: 1).
 
     Returns
     -------
@@ -224,7 +238,7 @@ def optimize_theta(
     theta0 = np.asarray(theta0, dtype=np.float64)
     lower = np.asarray(lower, dtype=np.float64)
     if gradient is not None:
-        x, fx, ok, msg = _lbfgsb(fg, _clip(theta0, lower, upper), lower, maxeval, upper)
+        x, fx, ok, msg = _lbfgsb(fg, _clip(theta0, lower, upper), lower, maxeval, upper, step_scale)
         method = "L-BFGS-B (exact gradient)"
     else:
         x, fx, ok, msg = _bobyqa(f, theta0, lower, maxeval, upper)

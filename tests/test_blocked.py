@@ -150,3 +150,168 @@ def test_blocked_property(n, nl1, nc1, nl2, nc2, nested, seed):
     nl2 = min(nl2, nl1)
     terms, X, y = _random_design(rng, n, [(nc1, nl1), (nc2, nl2)], nested)
     _check(terms, X, y, None, rng)
+
+
+# ---------------------------------------------------------------- sparse strategy: heavy/light split, gradient
+
+
+def _scalar_crossed(seed: int, n: int, specs: list[tuple[int, int]]):
+    terms, X, y = _random_design(np.random.default_rng(seed), n, specs, False)
+    tm = ThetaMap.from_terms([t.nc for t in terms], [t.nl for t in terms], [t.group for t in terms], [t.cnames for t in terms])
+    return terms, X, y, tm
+
+
+def _skewed_terms(seed: int):
+    """Scalar crossed terms whose first-term levels range from 2 to ~150 rows."""
+    rng = np.random.default_rng(seed)
+    n, nl1, nl2 = 900, 40, 25
+    w = np.exp(rng.normal(0.0, 1.2, nl1))
+    refs1 = np.concatenate([np.arange(nl1), rng.choice(nl1, n - nl1, p=w / w.sum())])
+    refs2 = np.concatenate([np.arange(nl2), rng.integers(0, nl2, n - nl2)])
+    terms = tuple(
+        ReTerm(group=g, factors=(g,), expr="1", cnames=("c0",), levels=tuple(str(i) for i in range(nl)), refs=r.astype(np.intp), z=np.ones((n, 1)))
+        for g, nl, r in (("g0", nl1, refs1), ("g1", nl2, refs2))
+    )
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = rng.normal(size=n) + refs1 % 3 - refs2 % 2
+    tm = ThetaMap.from_terms([1, 1], [nl1, nl2], ["g0", "g1"], [("c0",), ("c0",)])
+    return terms, X, y, tm
+
+
+@pytest.mark.parametrize("heavy_cost", [0.0, 1.0, 1e12])
+def test_sparse_split_matches_dense(monkeypatch, heavy_cost):
+    """Heavy (syrk), light (sparse) and mixed splits give the dense strategy's numbers."""
+    terms, X, y, tm = _skewed_terms(11)
+    monkeypatch.setattr(blocked, "HEAVY_TERM_COST", heavy_cost)
+    system = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(system, "sparse")
+    hl = system._heavy_light()
+    if heavy_cost == 1.0:
+        assert 0 < hl.heavy.size < system.nl1
+    dense = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(dense, "dense")
+    for theta in ([0.8, 1.3], [0.05, 2.0], [1.7, 0.3]):
+        theta = np.array(theta)
+        np.testing.assert_allclose(system.evaluate(theta), dense.evaluate(theta), rtol=1e-10)
+        for reml in (False, True):
+            f, g = system.objective_and_gradient(theta, reml=reml)
+            fd, gd = dense.objective_and_gradient(theta, reml=reml)
+            assert f == pytest.approx(fd, rel=1e-11)
+            np.testing.assert_allclose(g, gd, rtol=1e-8, atol=1e-9)
+        for a, b in zip(system.conditional_covariances(theta), dense.conditional_covariances(theta)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+    r = _dense_reference(terms, X, y, np.ones(X.shape[0]), tm, np.array([0.8, 1.3]))
+    np.testing.assert_allclose(system.evaluate(np.array([0.8, 1.3])), r[:3], rtol=RTOL)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("strategy", ["dense", "map", "sparse"])
+def test_gradient_matches_central_differences(monkeypatch, strategy, reml):
+    """The exact gradient of every strategy against central differences of the objective (three scalar terms)."""
+    monkeypatch.setattr(blocked, "HEAVY_TERM_COST", 2.0)
+    terms, X, y, tm = _scalar_crossed(5, 600, [(1, 45), (1, 14), (1, 6)])
+    system = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(system, strategy)
+    assert system.has_gradient
+    from lmm.deviance import make_objective
+
+    obj = make_objective(system, reml=reml)
+    theta = np.array([0.9, 0.6, 1.4])
+    f, g = system.objective_and_gradient(theta, reml=reml)
+    assert f == pytest.approx(obj(theta), rel=1e-12)
+    h = 1e-5
+    fd = np.array([(obj(theta + h * e) - obj(theta - h * e)) / (2 * h) for e in np.eye(theta.size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_sparse_conditional_covariances_match_general_path(monkeypatch):
+    """The all-scalar shortcut (S⁻¹ and per-level quadratic forms, chunked) equals the general chunked solve."""
+    monkeypatch.setattr(blocked, "HEAVY_TERM_COST", 1.0)
+    terms, X, y, tm = _skewed_terms(3)
+    system = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(system, "sparse")
+    theta = np.array([1.1, 0.7])
+    fast = system.conditional_covariances(theta)
+    system.rest_scalar = False  # takes the general path (same numbers, Λ_R as a sparse matrix)
+    general = system.conditional_covariances(theta)
+    system.rest_scalar = True
+    for a, b in zip(fast, general):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    # the light levels' pair gathering gives the same forms in any chunking
+    sinv = blocked.chol_inverse(np.linalg.cholesky(np.eye(system.qr) * 2.0 + 0.1))
+    s = np.linspace(0.5, 1.5, system.Q)
+    np.testing.assert_allclose(
+        system._level_quadratic_forms(sinv, s, system.qr, max_pairs=5), system._level_quadratic_forms(sinv, s, system.qr), rtol=1e-13
+    )
+    # heavy levels by a triangular solve with the whole factor, or by symm with S⁻¹
+    _, _, Lf = system.factor(theta)
+    sinv = blocked.chol_inverse(Lf[: system.qr, : system.qr])
+    np.testing.assert_allclose(
+        system._level_quadratic_forms(sinv, s, system.qr, factor=Lf), system._level_quadratic_forms(sinv, s, system.qr), rtol=1e-11
+    )
+
+
+def test_sparse_fit_matches_dense_fit(monkeypatch):
+    """A whole fit through the sparse strategy (L-BFGS-B with its gradient) reaches the dense strategy's optimum."""
+    import pandas as pd
+
+    import lmm
+
+    terms, X, y = _random_design(np.random.default_rng(8), 2500, [(1, 300), (1, 20)], False)
+    df = pd.DataFrame({"y": y, "x": X[:, 1], "g0": [str(v) for v in terms[0].refs], "g1": [str(v) for v in terms[1].refs]})
+    df["y"] += terms[0].refs % 5 * 0.3 + terms[1].refs % 3 * 0.5
+    formula = "y ~ x + (1 | g0) + (1 | g1)"
+    ref = lmm.LinearMixedModel.from_formula(formula, df, reml=False).fit()
+    monkeypatch.setattr(blocked, "DENSE_LIMIT", 0)
+    monkeypatch.setattr(blocked, "MAP_LIMIT", 0)
+    monkeypatch.setattr(blocked, "HEAVY_TERM_COST", 2.0)
+    model = lmm.LinearMixedModel.from_formula(formula, df, reml=False)
+    assert model._system.strategy == "sparse" and model._system.has_gradient
+    fit = model.fit()
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-10)
+    np.testing.assert_allclose(fit.theta, ref.theta, rtol=1e-4)
+    np.testing.assert_allclose(fit.beta, ref.beta, rtol=1e-6)
+
+
+def test_sparse_gradient_after_cached_factor(monkeypatch):
+    """With the last factor kept, a gradient at an already-factored θ (no P' share cached) gives the same numbers."""
+    monkeypatch.setattr(blocked, "HEAVY_TERM_COST", 1.0)
+    monkeypatch.setattr(blocked, "FACTOR_CACHE_MIN", 0)
+    terms, X, y, tm = _skewed_terms(4)
+    theta = np.array([0.9, 1.2])
+    fresh = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(fresh, "sparse")
+    expected = fresh.objective_and_gradient(theta, reml=True)
+    system = BlockedSystem.from_data(terms, X, y, None, tm)
+    _force(system, "sparse")
+    first = system.evaluate(theta)
+    assert system._last_factor is not None and system._last_factor[2] is None
+    f, g = system.objective_and_gradient(theta, reml=True)
+    assert system.evaluate(theta) == first  # the kept factor was not modified
+    assert f == pytest.approx(expected[0], rel=1e-13)
+    np.testing.assert_allclose(g, expected[1], rtol=1e-10)
+
+
+def test_moment_start_reaches_the_same_optimum(monkeypatch):
+    """The moment start of large all-scalar models (forced here on a small one) is near θ̂ and the fit ends at θ̂."""
+    import pandas as pd
+
+    import lmm
+
+    rng = np.random.default_rng(12)
+    n, n1, n2 = 3000, 200, 60
+    g1, g2 = rng.integers(0, n1, n), rng.integers(0, n2, n)
+    y = 2.0 + rng.normal(0, 0.5, n1)[g1] + rng.normal(0, 0.8, n2)[g2] + rng.normal(0, 1.0, n)
+    df = pd.DataFrame({"y": y, "a": [f"a{v}" for v in g1], "b": [f"b{v}" for v in g2]})
+    formula = "y ~ 1 + (1 | a) + (1 | b)"
+    ref = lmm.LinearMixedModel.from_formula(formula, df, reml=False).fit()
+    monkeypatch.setattr(blocked, "MOMENT_START_MIN", 0)
+    model = lmm.LinearMixedModel.from_formula(formula, df, reml=False)
+    start = model._system.start_point()
+    assert start is not None
+    np.testing.assert_allclose(start, ref.theta, rtol=0.25)
+    fit = model.fit()
+    np.testing.assert_allclose(fit.opt.initial, start)
+    assert fit.opt.feval < ref.opt.feval
+    assert fit.objective == pytest.approx(ref.objective, rel=1e-11)
+    np.testing.assert_allclose(fit.theta, ref.theta, rtol=1e-5)
