@@ -27,6 +27,8 @@ from .deviance import make_objective, profiled_deviance
 from .errors import ConvergenceWarning, DataError, SingularFitWarning, warn
 from .formula import parse_formula
 from .general import GeneralSystem
+from .gradient import has_exact_gradient
+from .gradient import objective_and_gradient as exact_gradient
 from .optimize import BOUNDARY_TOL, optimize_theta
 from .results import LmmResult, TermInfo
 from .theta import ThetaMap, tril_colmajor
@@ -293,6 +295,12 @@ class LinearMixedModel:
 
             def gradient(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
                 return system.objective_and_gradient(theta, reml=use_reml, ldW=ldW)
+
+        elif isinstance(system, BlockedSystem) and has_exact_gradient(system):
+            ldW = self.ldW
+
+            def gradient(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+                return exact_gradient(system, theta, reml=use_reml, ldW=ldW)
 
         opt = optimize_theta(objective, theta0, self.lower, gradient=gradient, maxeval=maxeval, step_scale=step_scale if gradient else None)
         theta = opt.final

@@ -35,6 +35,9 @@ LBFGSB_FTOL = 1e-12
 LBFGSB_GTOL = 1e-6
 """Largest projected gradient element at which L-BFGS-B stops."""
 
+LBFGSB_GTOL_REL = 1e-9
+"""Relative part of L-BFGS-B's projected-gradient tolerance: ``max(LBFGSB_GTOL, LBFGSB_GTOL_REL·|f|)``."""
+
 BOUNDARY_TOL = 1e-4
 """A diagonal element of θ below this is on the boundary (lme4's ``isSingular`` tolerance)."""
 
@@ -173,7 +176,18 @@ def _lbfgsb(
         z, fz, ok, msg = _lbfgsb(fgz, x0 / scale, lower / scale, maxeval, None if upper is None else upper / scale)
         return z * scale, fz, ok, msg
     bounds = Bounds(np.where(np.isfinite(lower), lower, -np.inf), np.full(x0.size, np.inf) if upper is None else upper)
-    res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": LBFGSB_GTOL, "maxfun": maxeval})
+    # The gradient cannot be driven below the rounding of f (~1e-16·|f| per term summed):
+    # the tolerance on the projected gradient grows with |f| so that L-BFGS-B stops
+    # there instead of failing line searches at the rounding level.
+    first = fg(x0)
+    cache = {x0.tobytes(): first}
+
+    def fg_cached(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        hit = cache.pop(x.tobytes(), None)
+        return hit if hit is not None else fg(x)
+
+    gtol = max(LBFGSB_GTOL, LBFGSB_GTOL_REL * abs(first[0])) if math.isfinite(first[0]) and first[0] < 1e300 else LBFGSB_GTOL
+    res = minimize(fg_cached, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxfun": maxeval})
     return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
 
 
@@ -255,13 +269,34 @@ def optimize_theta(
         if on_boundary:
             moved = x.copy()
             moved[diag & (x <= lower + BOUNDARY_TOL)] = 1.0
-            starts.append(("the boundary point with zero diagonal elements set to 1", "BOBYQA", moved))
-            starts.append(("the initial point", "Nelder-Mead", theta0))
+            if gradient is not None:
+                # f is even in each diagonal element of λ, so θ_k = 0 is always stationary and
+                # a gradient method can stall there. Probe off the boundary at three scales and
+                # restart from a probe that is lower; then one derivative-free restart from the
+                # boundary point with those elements at 1, unless that is where the first run began.
+                zero = diag & (x <= lower + BOUNDARY_TOL)
+                best_probe, f_probe = None, fx
+                for delta in (1e-1, 1e-2, 1e-3):
+                    probe = x.copy()
+                    probe[zero] = lower[zero] + delta
+                    fp = f(probe)
+                    if fp < f_probe - 1e-10:
+                        best_probe, f_probe = probe, fp
+                if best_probe is not None:
+                    starts.append(("a lower point just off the boundary", "L-BFGS-B", best_probe))
+                if not np.allclose(moved, _clip(theta0, lower, upper), rtol=0.0, atol=1e-3):
+                    starts.append(("the boundary point with zero diagonal elements set to 1", "BOBYQA", moved))
+            else:
+                starts.append(("the boundary point with zero diagonal elements set to 1", "BOBYQA", moved))
+                starts.append(("the initial point", "Nelder-Mead", theta0))
         else:
             starts.append(("the best point", "BOBYQA", x))
         for what, how, start in starts:
-            run = _bobyqa if how == "BOBYQA" else _nelder_mead
-            x2, f2, ok2, msg2 = run(f, start, lower, maxeval)
+            if how == "L-BFGS-B":
+                x2, f2, ok2, msg2 = _lbfgsb(fg, start, lower, maxeval, upper)
+            else:
+                run = _bobyqa if how == "BOBYQA" else _nelder_mead
+                x2, f2, ok2, msg2 = run(f, start, lower, maxeval)
             if how == "Nelder-Mead" and f2 < fx:
                 # polish the Nelder-Mead end point with BOBYQA
                 x3, f3, ok3, msg3 = _bobyqa(f, x2, lower, maxeval)
@@ -271,6 +306,10 @@ def optimize_theta(
             restarts.append((f"{what} ({how})", f2))
             if f2 < fx - 1e-10:
                 x, fx, ok, msg, method = x2, f2, ok2, msg2, how
+            elif not ok and ok2 and abs(f2 - fx) <= 1e-9 * max(1.0, abs(fx)):
+                # a run that stopped abnormally (a line search failing at the rounding level)
+                # is confirmed by a converged restart reaching the same value
+                ok, msg = True, f"{msg.strip()} (confirmed by a converged restart from {what})"
     # tiny diagonal elements that do not matter are set to exactly zero
     small = diag & (x > lower) & (x < 1e-5)
     if restart_on_boundary and np.any(small):
