@@ -225,6 +225,7 @@ class BlockedSystem:
 
     def __init__(self, reterms: tuple[ReTerm, ...], cp: CrossProducts, theta_map: ThetaMap) -> None:
         self.n, self.p = cp.n, cp.p
+        self.beta_shift = np.zeros(cp.p)  # γ of a response centred on its fit on X (see from_data)
         self.theta_map = theta_map
         self.reterms = reterms
         t1 = reterms[0]
@@ -254,8 +255,26 @@ class BlockedSystem:
         weights: NDArray[np.float64] | None,
         theta_map: ThetaMap,
     ) -> BlockedSystem:
-        """The system of in-memory data (see :func:`crossproducts`)."""
-        return cls(reterms, crossproducts(reterms, X, y, weights), theta_map)
+        """The system of in-memory data (see :func:`crossproducts`).
+
+        The response first loses its least-squares fit on X (``y − Xγ``, added
+        back to β by :meth:`solve`): cross-products of a response far from zero
+        relative to its spread (``y ≈ 1e9 ± 50``) would otherwise cancel
+        catastrophically. The criterion is unchanged, since β is profiled out.
+        """
+        shift = None
+        if X.shape[1] and y.size:
+            sw = np.sqrt(weights) if weights is not None else None
+            Xw = X * sw[:, None] if sw is not None else X
+            yw = y * sw if sw is not None else y
+            gamma = scipy.linalg.lstsq(Xw, yw, check_finite=False, lapack_driver="gelsy")[0]
+            if np.all(np.isfinite(gamma)):
+                y = y - X @ gamma
+                shift = gamma
+        system = cls(reterms, crossproducts(reterms, X, y, weights), theta_map)
+        if shift is not None:
+            system.beta_shift = shift
+        return system
 
     # ------------------------------------------------------------------ setup
     def _choose_strategy(self) -> None:
@@ -589,7 +608,7 @@ class BlockedSystem:
         u1, u_rest, beta = self._unknowns(lams, L)
         u = np.concatenate([u1, u_rest])
         return Solution(
-            beta=beta,
+            beta=beta + self.beta_shift,
             u=u,
             b=self._lambda_all(lams) @ u,
             ldL2=ld1 + 2.0 * float(np.sum(np.log(d[:qr]))),

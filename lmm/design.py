@@ -372,7 +372,7 @@ def build_design(
     order = sorted(range(len(reterms)), key=lambda i: -reterms[i].nl)
     reterms = [reterms[i] for i in order]
     _check_levels(reterms, n)
-    _check_scales(y, parsed.response, reterms)
+    _check_scales(y, parsed.response, reterms, has_fixed=X.shape[1] > 0)
 
     w = w_all[rows] if w_all is not None else None
     if w is not None:
@@ -482,7 +482,7 @@ SCALE_TOL = 1e3
 """lme4's ``checkScaleX`` tolerance: a standard deviation outside [1/SCALE_TOL, SCALE_TOL] is flagged."""
 
 
-def _check_scales(y: NDArray[np.float64], response: str, reterms: list[ReTerm]) -> None:
+def _check_scales(y: NDArray[np.float64], response: str, reterms: list[ReTerm], *, has_fixed: bool = False) -> None:
     """Warn about the scales that cost the fit accuracy (lme4's ``checkScaleX``, applied where it matters here).
 
     * A random-effects column (not 0/1) with standard deviation above ``SCALE_TOL`` or
@@ -490,8 +490,10 @@ def _check_scales(y: NDArray[np.float64], response: str, reterms: list[ReTerm]) 
       number, far from the start at 1 and, for large columns, below the singularity
       tolerance: the optimiser stops short or reports a spurious singular fit.
     * A response whose mean is more than ``SCALE_TOL`` standard deviations from zero
-      loses about ``2 log10(mean/sd)`` digits in the cross-product ``y'y`` the
-      blocked system is built from; near 1e9 the criterion and θ are wrong.
+      would lose about ``2 log10(mean/sd)`` digits in the cross-product ``y'y`` the
+      blocked system is built from. With fixed effects the response is first
+      centred on its least-squares fit (:meth:`lmm.blocked.BlockedSystem.from_data`),
+      so only a model without fixed effects is warned.
 
     Fixed-effects columns are not checked: the profiled criterion is exactly
     equivariant under their scaling, and the fits agree to rounding (tested).
@@ -513,7 +515,7 @@ def _check_scales(y: NDArray[np.float64], response: str, reterms: list[ReTerm]) 
             "near 1 (e.g. divide by the sd shown) and refit.",
             ScaleWarning,
         )
-    if y.size > 1:
+    if y.size > 1 and not has_fixed:
         sd = float(np.std(y, ddof=1))
         mean = float(np.mean(y))
         if sd > 0.0 and abs(mean) > SCALE_TOL * sd:
