@@ -422,6 +422,32 @@ class LmmResult:
         return self.model.updated(formula=formula, data=data, reml=use_reml).fit()
 
     # ---------------------------------------------------------- diagnostics
+    # ------------------------------------------------------- model matrices
+    def _model_or_error(self) -> Any:
+        if self.model is None:
+            raise DataError("this fit has no model: its matrices are not available.")
+        if self.y.size == 0 and self.nobs > 0:
+            raise DataError("a fit from chunked data keeps no rows, so it has no model matrices.")
+        return self.model
+
+    @property
+    def X(self) -> pd.DataFrame:
+        """The fixed-effects model matrix, one column per fixed effect (lme4's ``getME(fit, "X")``)."""
+        model = self._model_or_error()
+        return pd.DataFrame(np.asarray(model.X), index=self._index(), columns=list(self.xnames))
+
+    @property
+    def Zt(self) -> Any:
+        """The sparse ``q × n`` random-effects matrix Zᵀ (``getME(fit, "Zt")``), terms in the fit's order."""
+        return self._model_or_error().Zt_matrix
+
+    @property
+    def Lambdat(self) -> Any:
+        """The sparse ``q × q`` relative covariance factor Λθᵀ at the fitted θ (``getME(fit, "Lambdat")``)."""
+        if self.model is None:
+            raise DataError("this fit has no model: its matrices are not available.")
+        return self.model.lambdat(self.theta)
+
     @property
     def singular(self) -> bool:
         """lme4's ``isSingular``: a diagonal element of θ below 1e-4."""

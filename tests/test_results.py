@@ -143,3 +143,16 @@ def test_repr_and_model_matrices(sleep_fit):
     assert model.Zt_matrix.shape == (36, 180)
     assert model.lambdat().shape == (36, 36)
     np.testing.assert_allclose(model.lambdat(fit.theta).toarray()[:2, :2], [[fit.theta[0], fit.theta[1]], [0.0, fit.theta[2]]])
+
+
+def test_model_matrices_on_the_fit(sleep_fit):
+    _, sleep_fit = sleep_fit
+    X, Zt, Lt = sleep_fit.X, sleep_fit.Zt, sleep_fit.Lambdat
+    assert list(X.columns) == ["(Intercept)", "Days"]
+    assert X.shape == (180, 2) and np.allclose(X["Days"].to_numpy(), sleep_fit.model.X[:, 1])
+    assert Zt.shape == (36, 180) and Zt.nnz == 360
+    assert Lt.shape == (36, 36)
+    # b = Λθ u and Zb are the conditional modes' contribution to the fitted values
+    eta = X.to_numpy() @ sleep_fit.beta + Zt.T @ sleep_fit.b
+    np.testing.assert_allclose(eta, sleep_fit.fitted().to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose((Lt.T @ Lt).diagonal()[:2], sleep_fit.theta[0] ** 2 * np.array([1.0, 0.0]) + np.array([0.0, sleep_fit.theta[1] ** 2 + sleep_fit.theta[2] ** 2]))
