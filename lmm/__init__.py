@@ -22,7 +22,7 @@ from .errors import (
     SingularFitWarning,
 )
 from .formula import parse_formula
-from .lrt import anova
+from .lrt import anova, drop1
 from .model import LinearMixedModel, lmer
 from .optimize import OptSummary
 from .results import LmmResult, VarCorr
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 __all__ = [
     "lmer",
     "anova",
+    "drop1",
     "LinearMixedModel",
     "LmmResult",
     "VarCorr",

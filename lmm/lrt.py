@@ -16,11 +16,12 @@ import pandas as pd
 from scipy import stats
 
 from .errors import DataError, LmmWarning
+from .formula import parse_formula
 
 if TYPE_CHECKING:
     from .results import LmmResult
 
-__all__ = ["anova", "AnovaFrame"]
+__all__ = ["anova", "drop1", "AnovaFrame"]
 
 
 class AnovaFrame(pd.DataFrame):
@@ -151,4 +152,53 @@ def anova(*fits: LmmResult, names: list[str] | None = None, refit: bool = True) 
     lines.extend(f"{names[i]}: {fits[i].formula}" for i in order)
     heading = "\n".join(lines)
     table.heading = heading
+    return table
+
+
+def _droppable_terms(labels: list[str]) -> list[str]:
+    """Terms not contained in a higher-order term (R's ``drop.scope``), in formula order."""
+    factor_sets = {t: set(t.split(":")) for t in labels}
+    return [t for t in labels if not any(o != t and factor_sets[t] < factor_sets[o] for o in labels)]
+
+
+def drop1(fit: LmmResult) -> AnovaFrame:
+    """Likelihood-ratio tests of dropping each fixed-effect term (lme4's ``drop1(fit, test = "Chisq")``).
+
+    Only terms that no higher-order interaction contains are dropped (R's
+    marginality rule). REML fits are refitted by maximum likelihood first, as
+    likelihood-ratio tests of fixed effects need.
+
+    Returns
+    -------
+    AnovaFrame
+        Rows ``<none>`` and one per droppable term, with columns ``npar`` (the
+        parameters dropped), ``AIC``, ``LRT`` and ``Pr(Chi)``.
+    """
+    model = fit.model
+    if model is None or model.design is None or model.design.x_spec is None:
+        raise DataError("drop1 needs a fit from a formula.")
+    parsed = parse_formula(model.formula)
+    labels = [str(t) for t in model.design.x_spec.formula]
+    has_intercept = "1" in labels
+    labels = [t for t in labels if t != "1"]
+    droppable = _droppable_terms(labels)
+    if not droppable:
+        raise DataError("the model has no fixed-effect term to drop.")
+    bars = " + ".join(f"({b.expr} | {b.group})" for b in parsed.bars)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LmmWarning)
+        full = fit.update(reml=False) if fit.reml else fit
+        rows: dict[str, dict[str, float]] = {"<none>": {"npar": np.nan, "AIC": full.aic, "LRT": np.nan, "Pr(Chi)": np.nan}}
+        for term in droppable:
+            rest = [t for t in labels if t != term]
+            fixed = " + ".join((["1"] if has_intercept else ["0"]) + rest)
+            formula = f"{parsed.response} ~ {fixed} + {bars}"
+            reduced = fit.update(formula=formula, reml=False)
+            df = full.df - reduced.df
+            lrt = max(reduced.objective - full.objective, 0.0)
+            rows[term] = {"npar": df, "AIC": reduced.aic, "LRT": lrt, "Pr(Chi)": float(stats.chi2.sf(lrt, df)) if df > 0 else np.nan}
+    table = AnovaFrame.from_dict(rows, orient="index")
+    lines = ["refitting model(s) with ML (instead of REML)"] if fit.reml else []
+    lines += ["Single term deletions", "", "Model:", str(model.formula)]
+    table.heading = "\n".join(lines)
     return table

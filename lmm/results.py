@@ -543,6 +543,12 @@ class LmmResult:
         out.heading = f"Type III Analysis of Variance Table with {method}"
         return out
 
+    def drop1(self) -> pd.DataFrame:
+        """Likelihood-ratio tests of dropping each fixed-effect term (see :func:`lmm.drop1`)."""
+        from .lrt import drop1
+
+        return drop1(self)
+
     def confint(self, method: str = "profile", level: float = 0.95, *, nsim: int = 500, seed: Any = None) -> pd.DataFrame:
         """Confidence intervals with lme4's row names and order.
 
