@@ -59,6 +59,17 @@ def _params_of(fit: LmmResult, vmap: VarParMap) -> NDArray[np.float64]:
     return np.concatenate([vmap.from_theta(fit.theta, fit.sigma), fit.beta])
 
 
+def _one_blas_thread() -> None:
+    """In a bootstrap worker: one BLAS thread, so that n_jobs workers do not oversubscribe the cores."""
+    from threadpoolctl import threadpool_limits
+
+    global _LIMITS
+    _LIMITS = threadpool_limits(limits=1)
+
+
+_LIMITS: Any = None
+
+
 def _refit_many(model: Any, ys: NDArray[np.float64], theta: NDArray[np.float64], reml: bool, vmap: VarParMap) -> NDArray[np.float64]:
     out = np.empty((ys.shape[1], len(vmap.names) + model.X.shape[1]))
     with warnings.catch_warnings():
@@ -85,7 +96,7 @@ def bootstrap(fit: LmmResult, nsim: int = 500, *, seed: Any = None, n_jobs: int 
             results.append(_refit_many(fit.model, ys[:, idx], fit.theta, fit.reml, vmap))
             bar(len(idx))
     else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+        with ProcessPoolExecutor(max_workers=n_jobs, initializer=_one_blas_thread) as pool:
             futures = [pool.submit(_refit_many, fit.model, ys[:, idx], fit.theta, fit.reml, vmap) for idx in chunks]
             for fut in futures:
                 results.append(fut.result())
