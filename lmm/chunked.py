@@ -106,7 +106,9 @@ class _Plan:
     parsed: ParsedFormula
     used: list[str]
     levels: dict[str, list[Any]]  # raw level values of each factor-like column, in order
-    combos: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)  # observed combinations of interaction groups
+    combos: dict[str, list[tuple[Any, ...]]] = field(
+        default_factory=dict
+    )  # observed combinations of interaction groups
     weights: str | None = None
     offset: str | None = None
     x_spec: Any = None
@@ -117,16 +119,26 @@ class _Plan:
 
 
 def _level_order(values: set[Any], categories: list[Any] | None) -> list[Any]:
+    """The levels present, in the categories' order; values outside the categories after them, sorted."""
+
+    def _sorted(vals: set[Any]) -> list[Any]:
+        try:
+            return sorted(vals)
+        except TypeError:
+            return sorted(vals, key=str)
+
     if categories is not None:
-        return [c for c in categories if c in values]
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=str)
+        known = set(categories)
+        return [c for c in categories if c in values] + _sorted({v for v in values if v not in known})
+    return _sorted(values)
 
 
 def _factor_like(series: pd.Series) -> bool:
-    return isinstance(series.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+    return (
+        isinstance(series.dtype, pd.CategoricalDtype)
+        or not pd.api.types.is_numeric_dtype(series)
+        or pd.api.types.is_bool_dtype(series)
+    )
 
 
 def _complete(chunk: pd.DataFrame, plan: _Plan) -> pd.DataFrame:
@@ -153,11 +165,21 @@ class _Levels:
     combos: dict[tuple[str, ...], set[tuple[Any, ...]]] = field(default_factory=dict)
 
     def __add__(self, other: _Levels) -> _Levels:
-        out = _Levels(self.n_total + other.n_total, self.n + other.n, {k: set(v) for k, v in self.seen.items()}, dict(self.cats), {k: set(v) for k, v in self.combos.items()})
+        out = _Levels(
+            self.n_total + other.n_total,
+            self.n + other.n,
+            {k: set(v) for k, v in self.seen.items()},
+            dict(self.cats),
+            {k: set(v) for k, v in self.combos.items()},
+        )
         for col, values in other.seen.items():
             out.seen.setdefault(col, set()).update(values)
-            if out.cats.get(col) is None:
-                out.cats[col] = other.cats.get(col)
+            mine, theirs = out.cats.get(col), other.cats.get(col)
+            if mine is None:
+                out.cats[col] = theirs
+            elif theirs is not None and theirs != mine:  # chunks may carry different categories
+                known = set(mine)
+                out.cats[col] = list(mine) + [c for c in theirs if c not in known]
         for g, values in other.combos.items():
             out.combos.setdefault(g, set()).update(values)
         return out
@@ -168,9 +190,10 @@ def _chunk_levels(chunk: pd.DataFrame, plan: _Plan, group_cols: list[tuple[str, 
     out = _Levels(n_total=len(chunk))
     chunk = _complete(_check_chunk(chunk, plan.used, k), plan)
     out.n = len(chunk)
+    grouping = {c for g in group_cols for c in g}
     for col in plan.used:
         s = chunk[col]
-        if _factor_like(s):
+        if col in grouping or _factor_like(s):  # integer grouping factors are factors too
             out.cats[col] = list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else None
             out.seen[col] = set(pd.unique(s.to_numpy()).tolist())
     for g in group_cols:
@@ -183,7 +206,8 @@ def _apply_levels(plan: _Plan, lv: _Levels) -> None:
     plan.n, plan.n_total = lv.n, lv.n_total
     plan.levels = {col: _level_order(lv.seen[col], lv.cats.get(col)) for col in lv.seen}
     plan.combos = {
-        ":".join(g): sorted(v, key=lambda t, g=g: tuple(plan.levels[c].index(x) for c, x in zip(g, t))) for g, v in lv.combos.items()
+        ":".join(g): sorted(v, key=lambda t, g=g: tuple(plan.levels[c].index(x) for c, x in zip(g, t)))
+        for g, v in lv.combos.items()
     }
 
 
@@ -214,7 +238,9 @@ def _materialise_specs(first: pd.DataFrame, plan: _Plan) -> None:
     try:
         mm = formulaic.model_matrix(plan.parsed.fixed, first, na_action="ignore")
         plan.x_spec = mm.model_spec
-        plan.term_specs = [formulaic.model_matrix(b.expr, first, na_action="ignore").model_spec for b in plan.parsed.bars]
+        plan.term_specs = [
+            formulaic.model_matrix(b.expr, first, na_action="ignore").model_spec for b in plan.parsed.bars
+        ]
     except Exception as exc:  # formulaic's errors
         raise DataError(f"cannot build the model matrices from the first chunk: {exc}") from None
 
@@ -232,7 +258,15 @@ def _chunk_crossproducts(chunk: pd.DataFrame, plan: _Plan) -> CrossProducts:
         bar = plan.parsed.bars[i]
         z = np.asarray(plan.term_specs[i].get_model_matrix(chunk, na_action="ignore"), dtype=np.float64)
         terms.append(
-            ReTerm(group=bar.group, factors=bar.factors, expr=bar.expr, cnames=(), levels=_group_labels(bar.factors, plan), refs=_group_refs(chunk, bar.factors, plan), z=z)
+            ReTerm(
+                group=bar.group,
+                factors=bar.factors,
+                expr=bar.expr,
+                cnames=(),
+                levels=_group_labels(bar.factors, plan),
+                refs=_group_refs(chunk, bar.factors, plan),
+                z=z,
+            )
         )
     return crossproducts(tuple(terms), X, y, w)
 
@@ -276,7 +310,9 @@ def _dask_pass_one(data: Any, plan: _Plan, group_cols: list[tuple[str, ...]]) ->
 
 
 # -------------------------------------------------------------------- main
-def chunked_design(parsed: ParsedFormula, data: Any, *, weights: Any = None, offset: Any = None) -> tuple[Design, CrossProducts]:
+def chunked_design(
+    parsed: ParsedFormula, data: Any, *, weights: Any = None, offset: Any = None
+) -> tuple[Design, CrossProducts]:
     """Two passes over a chunked source: the model's layout and its summed cross-products.
 
     Returns a :class:`Design` without rows (``y`` and ``X`` empty; specs and
@@ -339,7 +375,10 @@ def chunked_design(parsed: ParsedFormula, data: Any, *, weights: Any = None, off
         _pass_one(reader(), plan, group_cols)
         first_chunk = next(iter(reader()))
         if plan.n_total > plan.n:
-            warn(f"{plan.n_total - plan.n} of {plan.n_total} rows dropped for missing values in the model's variables.", MissingDataWarning)
+            warn(
+                f"{plan.n_total - plan.n} of {plan.n_total} rows dropped for missing values in the model's variables.",
+                MissingDataWarning,
+            )
     if plan.n == 0:
         raise DataError("no complete rows in the chunked data.")
     first_typed = _typed(_complete(first_chunk, plan), plan)
@@ -360,15 +399,30 @@ def chunked_design(parsed: ParsedFormula, data: Any, *, weights: Any = None, off
         assert cp is not None
     x_cols = tuple(str(c) for c in plan.x_spec.get_model_matrix(first_typed.iloc[:1], na_action="ignore").columns)
     xnames = [r_column_name(c) for c in x_cols]
-    cp, keep, dropped = _drop_rank_deficient_gram(cp, xnames, sum(len(labels[i]) * len(plan.term_specs[i].column_names) for i in plan.term_order[1:]))
+    cp, keep, dropped = _drop_rank_deficient_gram(
+        cp, xnames, sum(len(labels[i]) * len(plan.term_specs[i].column_names) for i in plan.term_order[1:])
+    )
     if dropped:
-        warn(f"fixed-effect model matrix is rank deficient: dropping {len(dropped)} column(s) {dropped}.", RankDeficiencyWarning)
+        warn(
+            f"fixed-effect model matrix is rank deficient: dropping {len(dropped)} column(s) {dropped}.",
+            RankDeficiencyWarning,
+        )
     reterms = []
     for i in plan.term_order:
         bar = parsed.bars[i]
         cnames = tuple(r_column_name(c) for c in plan.term_specs[i].column_names)
         reterms.append(
-            ReTerm(group=bar.group, factors=bar.factors, expr=bar.expr, cnames=cnames, levels=labels[i], refs=np.zeros(0, dtype=np.intp), z=np.zeros((0, len(cnames))), correlated=bar.correlated, spec=plan.term_specs[i])
+            ReTerm(
+                group=bar.group,
+                factors=bar.factors,
+                expr=bar.expr,
+                cnames=cnames,
+                levels=labels[i],
+                refs=np.zeros(0, dtype=np.intp),
+                z=np.zeros((0, len(cnames))),
+                correlated=bar.correlated,
+                spec=plan.term_specs[i],
+            )
         )
     _check_levels(reterms, plan.n)
     x_levels = {c: tuple(str(v) for v in plan.levels[c]) for c in fixed_vars if c in plan.levels}
@@ -390,7 +444,9 @@ def chunked_design(parsed: ParsedFormula, data: Any, *, weights: Any = None, off
     return design, cp
 
 
-def _drop_rank_deficient_gram(cp: CrossProducts, xnames: list[str], qr: int) -> tuple[CrossProducts, list[int], list[str]]:
+def _drop_rank_deficient_gram(
+    cp: CrossProducts, xnames: list[str], qr: int
+) -> tuple[CrossProducts, list[int], list[str]]:
     """Drop X columns dependent on earlier ones, judged from XᵀWX (as the in-memory check)."""
     p = cp.p
     xtx = cp.a_rr[qr : qr + p, qr : qr + p]
@@ -410,7 +466,14 @@ def _drop_rank_deficient_gram(cp: CrossProducts, xnames: list[str], qr: int) -> 
     if len(keep) == p:
         return cp, keep, []
     rows = list(range(qr)) + [qr + j for j in keep] + [qr + p]
-    new = CrossProducts(a11=cp.a11, a_r1=cp.a_r1[rows].tocsr(), a_rr=np.ascontiguousarray(cp.a_rr[np.ix_(rows, rows)]), n=cp.n, p=len(keep), ldw=cp.ldw)
+    new = CrossProducts(
+        a11=cp.a11,
+        a_r1=cp.a_r1[rows].tocsr(),
+        a_rr=np.ascontiguousarray(cp.a_rr[np.ix_(rows, rows)]),
+        n=cp.n,
+        p=len(keep),
+        ldw=cp.ldw,
+    )
     return new, keep, [xnames[j] for j in range(p) if j not in keep]
 
 

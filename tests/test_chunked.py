@@ -99,6 +99,27 @@ def test_sleepstudy_reml_chunks_and_generator_function():
     _assert_same(lmm.lmer(SLEEP, data=lambda: (df.iloc[i : i + 37] for i in range(0, len(df), 37))), ref)
 
 
+def test_integer_grouping_factor_in_chunks():
+    df = lmm.datasets.load("sleepstudy").assign(Subject=lambda d: d["Subject"].astype(str).astype(int))
+    ref = lmm.lmer(SLEEP, data=df)
+    fit = lmm.lmer(SLEEP, data=[df.iloc[i::3] for i in range(3)])
+    _assert_same(fit, ref)
+    assert list(fit.ranef["Subject"].index) == list(ref.ranef["Subject"].index)
+
+
+def test_chunks_with_different_categories():
+    df = lmm.datasets.load("sleepstudy")
+    ref = lmm.lmer(SLEEP, data=df)
+    parts = []
+    for i in range(3):
+        part = df.iloc[i * 60 : (i + 1) * 60].copy()
+        part["Subject"] = part["Subject"].astype(str).astype("category")  # only this chunk's subjects
+        parts.append(part)
+    fit = lmm.lmer(SLEEP, data=parts)
+    _assert_same(fit, ref)
+    assert sorted(fit.ranef["Subject"].index) == sorted(ref.ranef["Subject"].index)
+
+
 def test_weights_offset_and_missing_rows_in_chunks():
     df = lmm.datasets.load("sleepstudy").copy()
     rng = np.random.default_rng(1)
