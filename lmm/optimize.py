@@ -29,11 +29,18 @@ FTOL_ABS = 1e-10
 XTOL_REL = 1e-9
 """Relative tolerance on θ between BOBYQA iterations."""
 
-LBFGSB_FTOL = 1e-12
+LBFGSB_FTOL = 1e-11
 """Relative reduction of the objective at which L-BFGS-B stops."""
 
 LBFGSB_GTOL = 1e-6
 """Largest projected gradient element at which L-BFGS-B stops."""
+
+LBFGSB_STALL_GTOL_REL = 1e-6
+"""A failed L-BFGS-B line search counts as converged when the projected gradient is below this times max(1, |f|)."""
+
+COARSE_FTOL_ABS = 1e-5
+COARSE_XTOL_REL = 1e-4
+"""Tolerances of a derivative-free restart that only looks for a better basin (then polished with the gradient)."""
 
 LBFGSB_GTOL_REL = 1e-9
 """Relative part of L-BFGS-B's projected-gradient tolerance: ``max(LBFGSB_GTOL, LBFGSB_GTOL_REL·|f|)``."""
@@ -106,6 +113,7 @@ def _bobyqa(
     lower: NDArray[np.float64],
     maxeval: int,
     upper: NDArray[np.float64] | None = None,
+    coarse: bool = False,
 ) -> tuple[NDArray[np.float64], float, bool, str]:
     import nlopt
 
@@ -123,8 +131,8 @@ def _bobyqa(
     if upper is not None:
         opt.set_upper_bounds(np.where(np.isfinite(upper), upper, np.inf))
     opt.set_min_objective(tracked)
-    opt.set_ftol_abs(FTOL_ABS)
-    opt.set_xtol_rel(XTOL_REL)
+    opt.set_ftol_abs(COARSE_FTOL_ABS if coarse else FTOL_ABS)
+    opt.set_xtol_rel(COARSE_XTOL_REL if coarse else XTOL_REL)
     opt.set_maxeval(maxeval)
     step = np.where(np.abs(x0) > 0, 0.2 * np.abs(x0), 0.1)
     opt.set_initial_step(np.maximum(step, 0.05))
@@ -188,7 +196,19 @@ def _lbfgsb(
 
     gtol = max(LBFGSB_GTOL, LBFGSB_GTOL_REL * abs(first[0])) if math.isfinite(first[0]) and first[0] < 1e300 else LBFGSB_GTOL
     res = minimize(fg_cached, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"ftol": LBFGSB_FTOL, "gtol": gtol, "maxfun": maxeval})
-    return np.asarray(res.x), float(res.fun), bool(res.success), str(res.message)
+    x, ok, msg = np.asarray(res.x), bool(res.success), str(res.message)
+    if not ok and "ABNORMAL" in msg and res.jac is not None:
+        # The line search failed: at the rounding level of f, or far from the optimum.
+        # Tell them apart by the projected gradient at the end point.
+        g = np.asarray(res.jac, dtype=np.float64)
+        at_lower = np.isfinite(lower) & (x <= lower) & (g > 0)
+        at_upper = upper is not None and np.isfinite(upper)
+        pg = np.where(at_lower, 0.0, g)
+        if at_upper is not False:
+            pg = np.where(np.asarray(at_upper) & (x >= upper) & (g < 0), 0.0, pg)
+        if np.max(np.abs(pg), initial=0.0) <= LBFGSB_STALL_GTOL_REL * max(1.0, abs(float(res.fun))):
+            ok, msg = True, f"line search stalled at the rounding level (projected gradient {np.max(np.abs(pg), initial=0.0):.1e})"
+    return x, float(res.fun), ok, msg
 
 
 def optimize_theta(
@@ -294,6 +314,16 @@ def optimize_theta(
         for what, how, start in starts:
             if how == "L-BFGS-B":
                 x2, f2, ok2, msg2 = _lbfgsb(fg, start, lower, maxeval, upper)
+            elif how == "BOBYQA" and gradient is not None:
+                # a coarse search for a better basin; a lower point is polished with the gradient
+                x2, f2, ok2, msg2 = _bobyqa(f, start, lower, maxeval, upper, coarse=True)
+                if f2 < fx - 1e-6:
+                    x3, f3, ok3, msg3 = _lbfgsb(fg, x2, lower, maxeval, upper)
+                    if f3 <= f2:
+                        x2, f2, ok2, msg2 = x3, f3, ok3, msg3
+                        how = "BOBYQA, then L-BFGS-B"
+                else:
+                    ok2 = True  # it confirms the first run's point to the coarse tolerance
             else:
                 run = _bobyqa if how == "BOBYQA" else _nelder_mead
                 x2, f2, ok2, msg2 = run(f, start, lower, maxeval)
