@@ -290,11 +290,18 @@ def _sum_dask(data: Any, plan: _Plan) -> CrossProducts:
 
     parts = data[plan.used + [c for c in (plan.weights, plan.offset) if c]].to_delayed()
     tasks = [dask.delayed(_chunk_crossproducts)(part, plan) for part in parts]
-    results = dask.compute(*tasks)
-    total = results[0]
-    for r in results[1:]:
-        total = total + r
+    # sum pairwise on the workers (a tree), so that one set of blocks reaches this process
+    while len(tasks) > 1:
+        paired = [dask.delayed(_add)(tasks[i], tasks[i + 1]) for i in range(0, len(tasks) - 1, 2)]
+        if len(tasks) % 2:
+            paired.append(tasks[-1])
+        tasks = paired
+    (total,) = dask.compute(tasks[0])
     return total
+
+
+def _add(a: CrossProducts, b: CrossProducts) -> CrossProducts:
+    return a + b
 
 
 def _dask_pass_one(data: Any, plan: _Plan, group_cols: list[tuple[str, ...]]) -> None:
