@@ -561,6 +561,14 @@ class BlockedSystem:
         pwrss = float(d[-1]) ** 2
         return ldL2, ldRX2, pwrss
 
+    @property
+    def a_r1_t(self) -> sp.csr_matrix:
+        """The transpose of ``a_r1`` as CSR, formed once (a sparse transpose per evaluation costs more than the product)."""
+        t = getattr(self, "_a_r1_t", None)
+        if t is None:
+            t = self._a_r1_t = self.a_r1.T.tocsr()
+        return t
+
     def _unknowns(
         self, lams: list[NDArray[np.float64]], L: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -582,7 +590,7 @@ class BlockedSystem:
             v = self._rest_scale(lams) * np.concatenate([x, [-1.0]])
         else:
             v = np.concatenate([self._lambda_rest(lams)[: qr + p, : qr + p] @ x, [-1.0]])
-        rhs = -(self.a_r1.T @ v)
+        rhs = -(self.a_r1_t @ v)
         lam1 = lams[0]
         if self.nc1 == 1:
             t = lam1[0, 0]

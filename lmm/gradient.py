@@ -93,8 +93,8 @@ def objective_and_gradient(
     pwrss = float(d[-1]) ** 2
     f = profiled_deviance(ldL2, ldRX2, pwrss, n, p, reml=reml, ldW=ldW)
     lams = system.theta_map.lambdas(theta)
-    _, u_rest, _ = system._unknowns(lams, Lf)
     x = _rest_solution(Lf)
+    u_rest = x[:qr]
     m_r = qr + p if reml else qr
     nprime = n - p if reml else n
     if m_r:
@@ -118,7 +118,7 @@ def objective_and_gradient(
     K = np.matmul(lam[None], P)
     W = _coupling_blocks(system, sinv, s, m_r)
     v = np.concatenate([-x, [1.0]]) * s
-    z = np.asarray(system.a_r1.T @ v).reshape(system.nl1, nc1)
+    z = np.asarray(system.a_r1_t @ v).reshape(system.nl1, nc1)
     omega = W + (nprime / pwrss) * z[:, :, None] * z[:, None, :]
     A_lam = np.matmul(A, lam[None])
     T1 = np.matmul(A_lam, P).sum(axis=0)

@@ -9,6 +9,7 @@ unbounded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,9 +20,12 @@ from numpy.typing import NDArray
 __all__ = ["ThetaMap", "tril_colmajor"]
 
 
+@functools.lru_cache(maxsize=64)
 def tril_colmajor(nc: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Row and column indices of the lower triangle of an ``nc × nc`` matrix, column by column."""
+    """Row and column indices of the lower triangle of an ``nc × nc`` matrix, column by column (read-only, cached)."""
     cols, rows = np.triu_indices(nc)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
     return rows, cols
 
 
