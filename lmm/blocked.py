@@ -238,6 +238,7 @@ class BlockedSystem:
         self.Q = self.qr + self.p + 1
         self.a11 = cp.a11
         self.a_r1 = cp.a_r1
+        self.a_r1_t = cp.a_r1.T.tocsr()  # formed once: a sparse transpose per evaluation costs more than the product
         self.a_rr = cp.a_rr
         # term layout in the rest block
         self.rest_offsets = np.cumsum([0] + [t.q for t in rest])
@@ -548,9 +549,10 @@ class BlockedSystem:
     def evaluate(self, theta: NDArray[np.float64]) -> tuple[float, float, float] | None:
         """``(ldL2, ldRX2, pwrss)`` at θ, or None when the system is singular."""
         out = self.factor(theta)
-        if out is None:
-            return None
-        ld1, _, L = out
+        return None if out is None else self.pieces(out[0], out[2])
+
+    def pieces(self, ld1: float, L: NDArray[np.float64]) -> tuple[float, float, float] | None:
+        """``(ldL2, ldRX2, pwrss)`` from the first block's log-determinant and the rest block's factor."""
         d = np.diagonal(L)
         if np.any(d[:-1] <= 0):
             return None
@@ -561,29 +563,24 @@ class BlockedSystem:
         pwrss = float(d[-1]) ** 2
         return ldL2, ldRX2, pwrss
 
-    @property
-    def a_r1_t(self) -> sp.csr_matrix:
-        """The transpose of ``a_r1`` as CSR, formed once (a sparse transpose per evaluation costs more than the product)."""
-        t = getattr(self, "_a_r1_t", None)
-        if t is None:
-            t = self._a_r1_t = self.a_r1.T.tocsr()
-        return t
+    @staticmethod
+    def rest_solution(L: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The rest block's unknowns ``[u_rest; β]`` (scaled space): ``Tᵀ x = c`` with c the y row of L."""
+        c = np.array(L[-1, :-1])
+        if c.size and L.flags.f_contiguous:
+            # solve with the whole factor (no copy of the leading block): a zero last
+            # right-hand side gives a zero last unknown, so the leading block's system is solved exactly
+            return dtrsv(L, np.append(c, 0.0), lower=1, trans=1)[:-1]
+        if c.size:
+            return scipy.linalg.solve_triangular(L[:-1, :-1], c, lower=True, trans="T", check_finite=False)
+        return c
 
     def _unknowns(
         self, lams: list[NDArray[np.float64]], L: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """``(u1, u_rest, beta)`` from the factor L of the rest block (lower triangle read)."""
         qr, p = self.qr, self.p
-        # rest unknowns [u_rest; beta]: T^T x = c, with c the y row of L
-        c = np.array(L[-1, :-1])
-        if c.size and L.flags.f_contiguous:
-            # solve with the whole factor (no copy of the leading block): a zero last
-            # right-hand side gives a zero last unknown, so the leading block's system is solved exactly
-            x = dtrsv(L, np.append(c, 0.0), lower=1, trans=1)[:-1]
-        elif c.size:
-            x = scipy.linalg.solve_triangular(L[:-1, :-1], c, lower=True, trans="T", check_finite=False)
-        else:
-            x = c
+        x = self.rest_solution(L)
         u_rest, beta = x[:qr], x[qr:]
         # first-term unknowns: M_s u1_s = lam1^T (a_1y - a_1R' [Lambda_R' u_rest; beta])
         if self.rest_scalar:
@@ -847,13 +844,11 @@ class BlockedSystem:
         if out is None:
             return np.inf, np.zeros(nth)
         ld1, D, Lf = out
-        d = np.diagonal(Lf)
-        if np.any(d[:-1] <= 0):
+        pieces = self.pieces(ld1, Lf)
+        if pieces is None:
             return np.inf, np.zeros(nth)
+        ldL2, ldRX2, pwrss = pieces
         qr, p, n = self.qr, self.p, self.n
-        ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:qr])))
-        ldRX2 = 2.0 * float(np.sum(np.log(d[qr : qr + p])))
-        pwrss = float(d[-1]) ** 2
         f = profiled_deviance(ldL2, ldRX2, pwrss, n, p, reml=reml, ldW=ldW)
         lams = self.theta_map.lambdas(theta)
         u1, u_rest, _ = self._unknowns(lams, Lf)

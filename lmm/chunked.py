@@ -26,7 +26,6 @@ Transforms whose state depends on all the data (``center``, ``scale``,
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .blocked import CrossProducts, crossproducts
-from .design import Design, ReTerm, _check_levels, _quote_dotted, _required_variables, r_column_name
+from .design import Design, ReTerm, _check_levels, r_column_name, resolve_variables
 from .errors import DataError, FormulaError, MissingDataWarning, RankDeficiencyWarning, warn
 from .formula import ParsedFormula
 
@@ -353,25 +352,11 @@ def chunked_design(
         if not isinstance(first, pd.DataFrame):
             raise DataError(f"chunks must be pandas DataFrames, not {type(first).__name__}.")
         columns = [str(c) for c in first.columns]
-    parsed = ParsedFormula(
-        formula=parsed.formula,
-        response=_quote_dotted(parsed.response, columns),
-        fixed=_quote_dotted(parsed.fixed, columns),
-        bars=tuple(dataclasses.replace(b, expr=_quote_dotted(b.expr, columns)) for b in parsed.bars),
-    )
-    used = _required_variables(parsed.response, columns, "response")
-    fixed_vars = _required_variables(parsed.fixed, columns, "fixed-effects formula")
-    used += fixed_vars
-    for bar in parsed.bars:
-        used += _required_variables(bar.expr, columns, f"random-effects term ({bar.expr} | {bar.group})")
-        for name in bar.factors:
-            if name not in columns:
-                raise DataError(f"grouping factor {name!r} is not a column of the data.")
-            used.append(name)
+    parsed, used, fixed_vars = resolve_variables(parsed, columns)
     for col in (weights, offset):
         if col is not None and col not in columns:
             raise DataError(f"column {col!r} is not in the data.")
-    plan = _Plan(parsed=parsed, used=list(dict.fromkeys(used)), levels={}, weights=weights, offset=offset)
+    plan = _Plan(parsed=parsed, used=used, levels={}, weights=weights, offset=offset)
     group_cols = [b.factors for b in parsed.bars]
 
     if is_dask:

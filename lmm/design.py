@@ -277,6 +277,38 @@ def _drop_rank_deficient(X: NDArray[np.float64], names: list[str]) -> tuple[NDAr
     return X[:, keep], [names[j] for j in keep], dropped
 
 
+def resolve_variables(parsed: ParsedFormula, columns: list[str]) -> tuple[ParsedFormula, list[str], list[str]]:
+    """The formula with dotted column names quoted, the columns it uses, and those of its fixed part.
+
+    Shared by in-memory and chunked data; raises an lmm error naming an unknown
+    column or grouping factor, or a formula without random-effects terms.
+    """
+    if not parsed.bars:
+        raise FormulaError(
+            f"no random-effects terms in {parsed.formula!r}: add a term such as (1 | group), "
+            "or fit a linear model instead."
+        )
+    parsed = ParsedFormula(
+        formula=parsed.formula,
+        response=_quote_dotted(parsed.response, columns),
+        fixed=_quote_dotted(parsed.fixed, columns),
+        bars=tuple(dataclasses.replace(b, expr=_quote_dotted(b.expr, columns)) for b in parsed.bars),
+    )
+    used = _required_variables(parsed.response, columns, "response")
+    fixed_vars = _required_variables(parsed.fixed, columns, "fixed-effects formula")
+    used += fixed_vars
+    for bar in parsed.bars:
+        used += _required_variables(bar.expr, columns, f"random-effects term ({bar.expr} | {bar.group})")
+        for name in bar.factors:
+            if name not in columns:
+                raise DataError(
+                    f"grouping factor {name!r} of the term ({bar.expr} | {bar.group}) is not a column of the data."
+                    + _closest(name, columns)
+                )
+            used.append(name)
+    return parsed, list(dict.fromkeys(used)), fixed_vars
+
+
 def build_design(
     parsed: ParsedFormula,
     data: pd.DataFrame,
@@ -304,31 +336,7 @@ def build_design(
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}.")
     if len(data) == 0:
         raise DataError("data has no rows.")
-    if not parsed.bars:
-        raise FormulaError(
-            f"no random-effects terms in {parsed.formula!r}: add a term such as (1 | group), "
-            "or fit a linear model instead."
-        )
-    columns = [str(c) for c in data.columns]
-    parsed = ParsedFormula(
-        formula=parsed.formula,
-        response=_quote_dotted(parsed.response, columns),
-        fixed=_quote_dotted(parsed.fixed, columns),
-        bars=tuple(dataclasses.replace(b, expr=_quote_dotted(b.expr, columns)) for b in parsed.bars),
-    )
-    used = _required_variables(parsed.response, columns, "response")
-    fixed_vars = _required_variables(parsed.fixed, columns, "fixed-effects formula")
-    used += fixed_vars
-    for bar in parsed.bars:
-        used += _required_variables(bar.expr, columns, f"random-effects term ({bar.expr} | {bar.group})")
-        for name in bar.factors:
-            if name not in columns:
-                raise DataError(
-                    f"grouping factor {name!r} of the term ({bar.expr} | {bar.group}) is not a column of the data."
-                    + _closest(name, columns)
-                )
-            used.append(name)
-    used = list(dict.fromkeys(used))
+    parsed, used, fixed_vars = resolve_variables(parsed, [str(c) for c in data.columns])
 
     w_all, w_col = _vector_arg(weights, data, "weights")
     o_all, o_col = _vector_arg(offset, data, "offset")

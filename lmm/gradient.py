@@ -21,25 +21,46 @@ with ``v = [−x; 1]`` the rest unknowns) is differentiated in closed form:
   ``∂f/∂θ_k = (2/θ_k)(q_k − tr_k S_B⁻¹) − 2 n′ ||u_k||² / (θ_k pwrss)``, and 0 at
   ``θ_k = 0`` where f is even in θ_k.
 
-``S_B⁻¹`` comes from the rest block's factor (LAPACK ``potri``); the blocks
+``S_B⁻¹`` comes from the rest block's factor (:func:`lmm.blocked.chol_inverse`); the blocks
 ``W_s`` from the dense coupling block or from the same sparse map that forms
 the Schur complement. One gradient costs about two evaluations of f.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.linalg.lapack import dpotri
 
+from .blocked import chol_inverse
 from .deviance import profiled_deviance
 
 if TYPE_CHECKING:
     from .blocked import BlockedSystem
 
-__all__ = ["has_exact_gradient", "objective_and_gradient"]
+__all__ = ["has_exact_gradient", "objective_and_gradient", "gradient_function"]
+
+
+def gradient_function(
+    system: object, *, reml: bool, ldW: float = 0.0
+) -> Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]] | None:
+    """θ ↦ (objective, exact gradient) for ``system``, or None where no exact gradient is available.
+
+    All-scalar models use the system's own specialised gradient (every strategy);
+    models with a vector-valued first term and scalar other terms use
+    :func:`objective_and_gradient`; others (and the matrix door's dense system) have none.
+    """
+    from .blocked import BlockedSystem
+
+    if not isinstance(system, BlockedSystem):
+        return None
+    if system.has_gradient:
+        return lambda theta: system.objective_and_gradient(theta, reml=reml, ldW=ldW)
+    if has_exact_gradient(system):
+        return lambda theta: objective_and_gradient(system, theta, reml=reml, ldW=ldW)
+    return None
 
 
 def has_exact_gradient(system: BlockedSystem) -> bool:
@@ -84,26 +105,21 @@ def objective_and_gradient(
     if out is None:
         return np.inf, np.zeros(nth)
     ld1, _, Lf = out
-    d = np.diagonal(Lf)
-    if np.any(d[:-1] <= 0):
+    pieces = system.pieces(ld1, Lf)
+    if pieces is None:
         return np.inf, np.zeros(nth)
+    ldL2, ldRX2, pwrss = pieces
     qr, p, n = system.qr, system.p, system.n
-    ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:qr])))
-    ldRX2 = 2.0 * float(np.sum(np.log(d[qr : qr + p])))
-    pwrss = float(d[-1]) ** 2
     f = profiled_deviance(ldL2, ldRX2, pwrss, n, p, reml=reml, ldW=ldW)
     lams = system.theta_map.lambdas(theta)
-    x = _rest_solution(Lf)
+    x = system.rest_solution(Lf)
     u_rest = x[:qr]
     m_r = qr + p if reml else qr
     nprime = n - p if reml else n
-    if m_r:
-        sinv, info = dpotri(np.array(Lf[:m_r, :m_r], order="F"), lower=1)
-        if info != 0:
-            return f, np.full(nth, np.nan)
-        sdiag = np.diagonal(sinv).copy()
-    else:
-        sinv, sdiag = np.zeros((0, 0)), np.zeros(0)
+    sinv = chol_inverse(Lf[:m_r, :m_r])  # lower triangle read below
+    if sinv is None:
+        return f, np.full(nth, np.nan)
+    sdiag = np.diagonal(sinv).copy()
     s = system._rest_scale(lams)
     grad = np.zeros(nth)
 
@@ -139,12 +155,3 @@ def objective_and_gradient(
             grad[pos] = (2.0 / tk) * (t.q - float(np.sum(sdiag[lo:hi]))) - 2.0 * nprime * float(uk @ uk) / (tk * pwrss)
     return f, grad
 
-
-def _rest_solution(Lf: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``x = S_aa⁻¹ S_ay``: the rest unknowns in the scaled space, from the factor's last row."""
-    import scipy.linalg
-
-    c = np.array(Lf[-1, :-1])
-    if not c.size:
-        return c
-    return scipy.linalg.solve_triangular(Lf[:-1, :-1], c, lower=True, trans="T", check_finite=False)

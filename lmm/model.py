@@ -27,8 +27,7 @@ from .deviance import make_objective, profiled_deviance
 from .errors import ConvergenceWarning, DataError, SingularFitWarning, warn
 from .formula import parse_formula
 from .general import GeneralSystem
-from .gradient import has_exact_gradient
-from .gradient import objective_and_gradient as exact_gradient
+from .gradient import gradient_function
 from .optimize import BOUNDARY_TOL, optimize_theta
 from .results import LmmResult, TermInfo
 from .theta import ThetaMap, tril_colmajor
@@ -289,18 +288,7 @@ class LinearMixedModel:
             moment = system.start_point()
             if moment is not None and moment.shape == self.theta0.shape:
                 theta0, step_scale = moment, np.full(moment.shape, MOMENT_STEP)
-        gradient = None
-        if isinstance(system, BlockedSystem) and system.has_gradient:
-            ldW = self.ldW
-
-            def gradient(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-                return system.objective_and_gradient(theta, reml=use_reml, ldW=ldW)
-
-        elif isinstance(system, BlockedSystem) and has_exact_gradient(system):
-            ldW = self.ldW
-
-            def gradient(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-                return exact_gradient(system, theta, reml=use_reml, ldW=ldW)
+        gradient = gradient_function(system, reml=use_reml, ldW=self.ldW)
 
         opt = optimize_theta(objective, theta0, self.lower, gradient=gradient, maxeval=maxeval, step_scale=step_scale if gradient else None)
         theta = opt.final

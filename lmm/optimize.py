@@ -201,13 +201,12 @@ def _lbfgsb(
         # The line search failed: at the rounding level of f, or far from the optimum.
         # Tell them apart by the projected gradient at the end point.
         g = np.asarray(res.jac, dtype=np.float64)
-        at_lower = np.isfinite(lower) & (x <= lower) & (g > 0)
-        at_upper = upper is not None and np.isfinite(upper)
-        pg = np.where(at_lower, 0.0, g)
-        if at_upper is not False:
-            pg = np.where(np.asarray(at_upper) & (x >= upper) & (g < 0), 0.0, pg)
-        if np.max(np.abs(pg), initial=0.0) <= LBFGSB_STALL_GTOL_REL * max(1.0, abs(float(res.fun))):
-            ok, msg = True, f"line search stalled at the rounding level (projected gradient {np.max(np.abs(pg), initial=0.0):.1e})"
+        pg = np.where(np.isfinite(lower) & (x <= lower) & (g > 0), 0.0, g)
+        if upper is not None:
+            pg = np.where(np.isfinite(upper) & (x >= upper) & (g < 0), 0.0, pg)
+        worst = float(np.max(np.abs(pg), initial=0.0))
+        if worst <= LBFGSB_STALL_GTOL_REL * max(1.0, abs(float(res.fun))):
+            ok, msg = True, f"line search stalled at the rounding level (projected gradient {worst:.1e})"
     return x, float(res.fun), ok, msg
 
 
@@ -322,8 +321,6 @@ def optimize_theta(
                     if f3 <= f2:
                         x2, f2, ok2, msg2 = x3, f3, ok3, msg3
                         how = "BOBYQA, then L-BFGS-B"
-                else:
-                    ok2 = True  # it confirms the first run's point to the coarse tolerance
             else:
                 run = _bobyqa if how == "BOBYQA" else _nelder_mead
                 x2, f2, ok2, msg2 = run(f, start, lower, maxeval)

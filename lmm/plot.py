@@ -406,9 +406,6 @@ def profile_traces(fit: LmmResult, *, npoints: int = 7, zmax: float = 2.6) -> pd
         Columns ``parameter``, ``value``, ``zeta``, then one column per
         parameter (lme4's names: sds, correlations, sigma, fixed effects).
     """
-    from .blocked import BlockedSystem
-    from .deviance import make_objective
-    from .optimize import optimize_theta
     from .profile import Profiler
 
     prof = Profiler(fit)
@@ -416,7 +413,6 @@ def profile_traces(fit: LmmResult, *, npoints: int = 7, zmax: float = 2.6) -> pd
     names = list(prof.vmap.names) + list(ml.xnames)
     nv = len(prof.vmap.names)
     centre_all = np.concatenate([prof.phi_hat, ml.beta])
-    design = prof.model.design
 
     def varpar_point(j: int, value: float) -> tuple[float, NDArray[np.float64]]:
         zeta, phi = prof.zeta_varpar(j, value)
@@ -425,17 +421,10 @@ def profile_traces(fit: LmmResult, *, npoints: int = 7, zmax: float = 2.6) -> pd
         return zeta, np.concatenate([phi, beta])
 
     def beta_point(j: int, value: float) -> tuple[float, NDArray[np.float64]]:
-        X = np.delete(design.X, j, axis=1)
-        y = design.y - design.X[:, j] * value
-        if design.offset is not None:
-            y = y - design.offset
-        system = BlockedSystem.from_data(design.reterms, X, y, design.weights, prof.model._theta_map)
-        objective = make_objective(system, reml=False, ldW=prof.ldW)
-        opt = optimize_theta(objective, ml.theta, prof.model.lower, restart_on_boundary=False)
-        sol = system.solve(opt.final)
+        dev, theta, sol = prof.fit_beta_fixed(j, value)
         sigma = math.sqrt(sol.pwrss / prof.n)
-        phi = prof.vmap.from_theta(opt.final, sigma)
-        zeta = prof._zeta(float(opt.fmin), value - ml.beta[j])
+        phi = prof.vmap.from_theta(theta, sigma)
+        zeta = prof._zeta(dev, value - ml.beta[j])
         return zeta, np.concatenate([phi, np.insert(sol.beta, j, value)])
 
     records = []

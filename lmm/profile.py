@@ -32,6 +32,7 @@ from .optimize import optimize_theta
 from .varpar import VarParMap
 
 if TYPE_CHECKING:
+    from .blocked import Solution
     from .results import LmmResult
 
 __all__ = ["Profiler", "profile", "profile_confint"]
@@ -92,11 +93,11 @@ class Profiler:
         dev, phi = self._min_over_others(j, value, self.phi_hat if start is None else start)
         return self._zeta(dev, value - self.phi_hat[j]), phi
 
-    def zeta_beta(self, j: int, value: float) -> float:
-        """zeta of fixed effect j at ``value``."""
+    def fit_beta_fixed(self, j: int, value: float) -> tuple[float, NDArray[np.float64], Solution]:
+        """The ML fit with fixed effect j held at ``value``: its deviance, θ and solution (β without j)."""
         from .blocked import BlockedSystem
         from .deviance import make_objective
-        from .optimize import optimize_theta
+        from .gradient import gradient_function
 
         design = self.model.design
         X = np.delete(design.X, j, axis=1)
@@ -105,14 +106,14 @@ class Profiler:
             y = y - design.offset
         system = BlockedSystem.from_data(design.reterms, X, y, design.weights, self.model._theta_map)
         objective = make_objective(system, reml=False, ldW=self.ldW)
-        grad: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]] | None = None
-        if system.has_gradient:
-
-            def grad(theta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-                return system.objective_and_gradient(theta, reml=False, ldW=self.ldW)
-
+        grad = gradient_function(system, reml=False, ldW=self.ldW)
         opt = optimize_theta(objective, self.fit.theta, self.model.lower, gradient=grad, restart_on_boundary=False)
-        return self._zeta(opt.fmin, value - self.fit.beta[j])
+        return float(opt.fmin), opt.final, system.solve(opt.final)
+
+    def zeta_beta(self, j: int, value: float) -> float:
+        """zeta of fixed effect j at ``value``."""
+        dev, _, _ = self.fit_beta_fixed(j, value)
+        return self._zeta(dev, value - self.fit.beta[j])
 
     def _zeta(self, dev: float, direction: float) -> float:
         return math.copysign(math.sqrt(max(dev - self.dev_hat, 0.0)), direction)

@@ -314,7 +314,7 @@ class LmmResult:
         return pd.RangeIndex(self.nobs)
 
     def _expand(self, values: NDArray[np.float64], na_action: str, name: str) -> pd.Series:
-        if self.y.size == 0 and self.nobs > 0:
+        if self._chunked:
             raise DataError(f"{name} are not kept for a fit from chunked data: stream them with fit.predict_chunks(data).")
         series = pd.Series(values, index=self._index(), name=name)
         if na_action == "omit":
@@ -423,10 +423,15 @@ class LmmResult:
 
     # ---------------------------------------------------------- diagnostics
     # ------------------------------------------------------- model matrices
+    @property
+    def _chunked(self) -> bool:
+        """A fit from chunked data: it has observations but keeps no rows."""
+        return self.y.size == 0 and self.nobs > 0
+
     def _model_or_error(self) -> Any:
         if self.model is None:
             raise DataError("this fit has no model: its matrices are not available.")
-        if self.y.size == 0 and self.nobs > 0:
+        if self._chunked:
             raise DataError("a fit from chunked data keeps no rows, so it has no model matrices.")
         return self.model
 
